@@ -1,0 +1,42 @@
+# PGXS build for tasker.  `make && make install`, then `make check-all` (see README).
+EXTENSION   = tasker
+EXTVERSION  = 0.1.0
+
+MODULE_big  = tasker
+OBJS        = src/tasker.o src/state_machine.o src/backoff.o src/wakeup.o src/shmem.o src/dag.o
+
+# The install script is assembled from one file per concern, in this order.
+SQL_PARTS   = $(sort $(wildcard src/sql/*.sql))
+DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
+EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql
+
+PG_CPPFLAGS = -Isrc -Wall -Wextra -Werror -Wno-unused-parameter \
+              -Wno-missing-field-initializers -Wno-sign-compare
+
+REGRESS     = create_extension templates template_errors tasks identity \
+              state_machine admin_ops
+REGRESS_OPTS = --temp-config=$(srcdir)/test/tasker.conf
+
+ISOLATION   =
+ISOLATION_OPTS = --temp-config=$(srcdir)/test/tasker.conf
+
+PG_CONFIG  ?= pg_config
+PGXS       := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
+	cat $^ > $@
+
+# Tests against a throwaway instance with tasker preloaded (must not run as root).
+.PHONY: check-regress check-isolation check-tap
+check-regress:
+	$(pg_regress_installcheck) --temp-instance=./tmp_check $(REGRESS_OPTS) $(REGRESS)
+
+check-isolation:
+	$(pg_isolation_regress_installcheck) --temp-instance=./tmp_check_iso \
+	  --inputdir=test/isolation --outputdir=test/isolation/output_iso \
+	  $(ISOLATION_OPTS) $(ISOLATION)
+
+check-tap:
+	PG_REGRESS=$(top_builddir)/src/test/regress/pg_regress \
+	  $(PROVE) $(PG_PROVE_FLAGS) $(PROVE_FLAGS) --verbose test/t/*.pl

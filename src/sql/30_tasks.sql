@@ -1,0 +1,206 @@
+--------------------------------------------------------------------------
+-- 30_tasks.sql: creating tasks (identity strategies, bypass) and reading
+-- their history.
+--------------------------------------------------------------------------
+
+-- find_template returns the named_task_id of namespace.name at version, or
+-- the newest version when version is NULL; raises 42704 when there is none.
+CREATE FUNCTION tasker.find_template(namespace text, name text, version text DEFAULT NULL)
+    RETURNS integer LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    id integer;
+BEGIN
+    PERFORM tasker._require(namespace, 'namespace');
+    PERFORM tasker._require(name, 'name');
+    SELECT t.named_task_id INTO id
+      FROM tasker.named_tasks t JOIN tasker.namespaces n USING (namespace_id)
+     WHERE n.name = find_template.namespace AND t.name = find_template.name
+       AND (find_template.version IS NULL OR t.version = find_template.version)
+     ORDER BY t.version_order DESC
+     LIMIT 1;
+    IF id IS NULL THEN
+        IF version IS NULL THEN
+            RAISE EXCEPTION 'task template "%.%" does not exist', namespace, name
+                USING ERRCODE = 'undefined_object',
+                      HINT = 'Register it with tasker.register_template(); tasker.templates lists what is registered.';
+        END IF;
+        RAISE EXCEPTION 'task template "%.%" has no version "%"', namespace, name, version
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'tasker.templates lists the registered versions.';
+    END IF;
+    RETURN id;
+END $$;
+COMMENT ON FUNCTION tasker.find_template(text, text, text) IS
+    'The id of a registered template version (the newest when version is NULL).';
+
+CREATE FUNCTION tasker.create_task(
+    namespace text,
+    name text,
+    version text DEFAULT NULL,
+    context jsonb DEFAULT '{}',
+    initiator text DEFAULT NULL,
+    source_system text DEFAULT NULL,
+    reason text DEFAULT NULL,
+    tags text[] DEFAULT '{}',
+    bypass_steps text[] DEFAULT '{}',
+    priority integer DEFAULT 0,
+    idempotency_key text DEFAULT NULL)
+    RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    template_id integer;
+    strategy text;
+    ctx_schema jsonb;
+    problem text;
+    unknown_steps text[];
+    identity text;
+    new_task_id bigint;
+    step_count integer;
+    ready_queues text[];
+    ready_sql boolean;
+BEGIN
+    template_id := tasker.find_template(namespace, name, version);
+    PERFORM tasker._require(context, 'context');
+    IF jsonb_typeof(context) <> 'object' THEN
+        RAISE EXCEPTION 'context must be a JSON object, not %', jsonb_typeof(context)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    tags := coalesce(tags, '{}');
+    bypass_steps := coalesce(bypass_steps, '{}');
+    priority := coalesce(priority, 0);
+    IF array_position(tags, NULL) IS NOT NULL OR array_position(bypass_steps, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'tags and bypass_steps must not contain nulls'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+
+    SELECT t.identity_strategy, t.context_schema INTO strategy, ctx_schema
+      FROM tasker.named_tasks t WHERE t.named_task_id = template_id;
+
+    problem := tasker.context_violation(ctx_schema, context);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'context does not match the schema of template "%.%": %', namespace, name, problem
+            USING ERRCODE = 'check_violation';
+    END IF;
+
+    SELECT array_agg(b ORDER BY b) INTO unknown_steps
+      FROM unnest(bypass_steps) b
+     WHERE NOT EXISTS (SELECT 1 FROM tasker.named_steps s
+                        WHERE s.named_task_id = template_id AND s.name = b);
+    IF unknown_steps IS NOT NULL THEN
+        RAISE EXCEPTION 'bypass_steps names unknown step "%"', unknown_steps[1]
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = format('Unknown: %s.', array_to_string(unknown_steps, ', '));
+    END IF;
+
+    -- identity: a caller's key always wins; strict hashes the request
+    IF idempotency_key IS NOT NULL THEN
+        identity := 'key:' || idempotency_key;
+    ELSIF strategy = 'caller_provided' THEN
+        RAISE EXCEPTION 'template "%.%" needs an idempotency_key', namespace, name
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = 'Its identity_strategy is caller_provided.';
+    ELSIF strategy = 'strict' THEN
+        identity := 'strict:' || md5(jsonb_build_array(context, initiator, source_system, reason,
+            (SELECT coalesce(jsonb_agg(t ORDER BY t), '[]') FROM unnest(tags) t),
+            (SELECT coalesce(jsonb_agg(b ORDER BY b), '[]') FROM unnest(bypass_steps) b))::text);
+    END IF;
+
+    INSERT INTO tasker.tasks (named_task_id, context, initiator, source_system, reason, tags,
+                              bypass_steps, priority, identity_hash)
+    VALUES (template_id, context, initiator, source_system, reason, tags, bypass_steps,
+            priority, identity)
+    ON CONFLICT (named_task_id, identity_hash) WHERE identity_hash IS NOT NULL DO NOTHING
+    RETURNING task_id INTO new_task_id;
+
+    IF new_task_id IS NULL THEN
+        -- a duplicate: the task that holds this identity, no new rows
+        SELECT t.task_id INTO new_task_id FROM tasker.tasks t
+         WHERE t.named_task_id = template_id AND t.identity_hash = identity;
+        RETURN new_task_id;
+    END IF;
+
+    -- steps in the template's dependency order, so a child's id is always
+    -- greater than its parents' (every writer locks steps in id order)
+    WITH created AS (
+        INSERT INTO tasker.workflow_steps
+               (task_id, named_step_id, name, current_state, handler, queue, priority,
+                retryable, max_attempts, skippable, pending_parents, transitions, completed_at,
+                children_released)
+        SELECT new_task_id, s.named_step_id, s.name,
+               CASE WHEN s.name = ANY (bypass_steps) THEN 'resolved_manually' ELSE 'pending' END,
+               s.handler, s.queue, priority, s.retryable, s.max_attempts, s.skippable,
+               (SELECT count(*) FROM tasker.named_step_edges e
+                  JOIN tasker.named_steps p ON p.named_step_id = e.from_named_step_id
+                 WHERE e.to_named_step_id = s.named_step_id AND p.name <> ALL (bypass_steps)),
+               CASE WHEN s.name = ANY (bypass_steps) THEN 1 ELSE 0 END,
+               CASE WHEN s.name = ANY (bypass_steps) THEN now() END,
+               s.name = ANY (bypass_steps)
+          FROM tasker.named_steps s
+         WHERE s.named_task_id = template_id
+         ORDER BY s.position
+        RETURNING workflow_step_id, named_step_id, current_state, pending_parents, handler, queue
+    ), edges AS (
+        INSERT INTO tasker.workflow_step_edges (task_id, from_step_id, to_step_id)
+        SELECT new_task_id, p.workflow_step_id, c.workflow_step_id
+          FROM tasker.named_step_edges e
+          JOIN created p ON p.named_step_id = e.from_named_step_id
+          JOIN created c ON c.named_step_id = e.to_named_step_id
+         WHERE e.named_task_id = template_id
+    ), bypassed AS (
+        INSERT INTO tasker.workflow_step_transitions
+               (task_id, workflow_step_id, from_state, to_state, sort_key, metadata)
+        SELECT new_task_id, workflow_step_id, 'pending', 'resolved_manually', 1,
+               '{"bypassed": true}'::jsonb
+          FROM created WHERE current_state = 'resolved_manually'
+    )
+    SELECT count(*),
+           array_agg(DISTINCT queue) FILTER (WHERE handler IS NULL AND current_state = 'pending'
+                                                 AND pending_parents = 0),
+           coalesce(bool_or(handler IS NOT NULL AND current_state = 'pending'
+                            AND pending_parents = 0), false)
+      INTO step_count, ready_queues, ready_sql
+      FROM created;
+
+    -- no steps, or every one bypassed: complete at once
+    PERFORM tasker._finalize_task(new_task_id);
+    PERFORM tasker._signal_ready(ready_queues, ready_sql);
+    RETURN new_task_id;
+END $$;
+COMMENT ON FUNCTION tasker.create_task(text, text, text, jsonb, text, text, text, text[], text[], integer, text) IS
+    'Creates a task of a template (newest version by default) with its steps and edges; returns its id, or the existing one for a duplicate identity.';
+
+CREATE FUNCTION tasker.step_transitions(task_id bigint)
+    RETURNS TABLE (workflow_step_id bigint, step_name text, sort_key integer, from_state text,
+                   to_state text, metadata jsonb, created_at timestamptz)
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT tr.workflow_step_id, s.name, tr.sort_key, tr.from_state, tr.to_state, tr.metadata, tr.created_at
+      FROM tasker.workflow_step_transitions tr
+      JOIN tasker.workflow_steps s
+        ON s.task_id = tr.task_id AND s.workflow_step_id = tr.workflow_step_id
+     WHERE tr.task_id = step_transitions.task_id
+     ORDER BY tr.workflow_step_transition_id
+$$;
+COMMENT ON FUNCTION tasker.step_transitions(bigint) IS
+    'The step state changes of a task, in the order they happened.';
+
+CREATE FUNCTION tasker.task_history(task_id bigint)
+    RETURNS TABLE (sort_key integer, from_state text, to_state text, metadata jsonb, created_at timestamptz)
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT sort_key, from_state, to_state, metadata, created_at
+      FROM tasker.task_transitions tr
+     WHERE tr.task_id = task_history.task_id
+     ORDER BY sort_key
+$$;
+COMMENT ON FUNCTION tasker.task_history(bigint) IS 'The state changes of a task, in order.';
+
+CREATE FUNCTION tasker.task_steps(task_id bigint)
+    RETURNS TABLE (workflow_step_id bigint, name text, current_state text, attempts integer,
+                   max_attempts integer, pending_parents integer, next_attempt_at timestamptz,
+                   results jsonb, error jsonb)
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT workflow_step_id, name, current_state, attempts, max_attempts, pending_parents,
+           next_attempt_at, results, error
+      FROM tasker.workflow_steps s
+     WHERE s.task_id = task_steps.task_id
+     ORDER BY workflow_step_id
+$$;
+COMMENT ON FUNCTION tasker.task_steps(bigint) IS 'The steps of a task and where each stands.';

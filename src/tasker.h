@@ -1,0 +1,30 @@
+/*-------------------------------------------------------------------------
+ * tasker.h
+ *	  Shared declarations: GUC variables and cross-file entry points.
+ *-------------------------------------------------------------------------
+ */
+#ifndef TASKER_H
+#define TASKER_H
+
+#include "postgres.h"
+
+/* GUC variables (defined in tasker.c) */
+extern bool tasker_enabled;
+extern int	tasker_min_concurrent_steps;
+extern int	tasker_max_concurrent_steps;
+extern int	tasker_concurrency_cache_duration;	/* seconds */
+extern int	tasker_poll_interval;	/* milliseconds */
+extern int	tasker_default_lease;	/* seconds */
+extern double tasker_backoff_base;	/* seconds */
+extern double tasker_backoff_multiplier;
+extern int	tasker_max_backoff;		/* seconds */
+extern double tasker_backoff_jitter;	/* fraction of the delay */
+extern int	tasker_max_executors;
+extern int	tasker_executor_idle_timeout;	/* milliseconds */
+extern int	tasker_executor_batch_size;
+extern bool tasker_publish_events;
+
+/* true when loaded through shared_preload_libraries */
+extern bool tasker_preloaded;
+
+#endif							/* TASKER_H */

@@ -1,0 +1,14 @@
+/*-------------------------------------------------------------------------
+ * wakeup.h
+ *	  Commit-time wake-up of the dispatcher.
+ *-------------------------------------------------------------------------
+ */
+#ifndef TASKER_WAKEUP_H
+#define TASKER_WAKEUP_H
+
+extern void TaskerRequestWakeup(void);
+
+/* shmem.c: set the latch of the database's dispatcher, if it has one */
+extern void TaskerSignalDispatcher(Oid database_id);
+
+#endif
