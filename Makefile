@@ -13,11 +13,13 @@ EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql
 PG_CPPFLAGS = -Isrc -Wall -Wextra -Werror -Wno-unused-parameter \
               -Wno-missing-field-initializers -Wno-sign-compare
 
-REGRESS     = create_extension templates template_errors tasks identity \
-              state_machine admin_ops
+# Every sql/*.sql is a test; create_extension runs first, the rest share its
+# database and keep to their own namespaces.
+REGRESS     = create_extension $(filter-out create_extension, \
+              $(sort $(basename $(notdir $(wildcard sql/*.sql)))))
 REGRESS_OPTS = --temp-config=$(srcdir)/test/tasker.conf
 
-ISOLATION   =
+ISOLATION   = $(sort $(basename $(notdir $(wildcard test/isolation/specs/*.spec))))
 ISOLATION_OPTS = --temp-config=$(srcdir)/test/tasker.conf
 
 PG_CONFIG  ?= pg_config
@@ -38,5 +40,7 @@ check-isolation:
 	  $(ISOLATION_OPTS) $(ISOLATION)
 
 check-tap:
-	PG_REGRESS=$(top_builddir)/src/test/regress/pg_regress \
-	  $(PROVE) $(PG_PROVE_FLAGS) $(PROVE_FLAGS) --verbose test/t/*.pl
+	rm -rf tmp_check && mkdir -p tmp_check
+	TESTDIR='$(CURDIR)' PATH="$(bindir):$$PATH" PGPORT='6$(DEF_PGPORT)' \
+	  PG_REGRESS='$(top_builddir)/src/test/regress/pg_regress' \
+	  $(PROVE) $(PG_PROVE_FLAGS) -I test $(PROVE_FLAGS) --verbose $(if $(PROVE_TESTS),$(PROVE_TESTS),test/t/*.pl)
