@@ -176,6 +176,7 @@ DECLARE
     rettype oid;
     argtypes oidvector;
     kind "char";
+    retset boolean;
 BEGIN
     BEGIN
         fn := to_regprocedure(CASE WHEN handler ~ '\(' THEN handler ELSE handler || '(jsonb)' END);
@@ -187,9 +188,11 @@ BEGIN
             USING ERRCODE = 'undefined_function',
                   HINT = 'Name a schema-qualified function (jsonb) RETURNS jsonb, e.g. "app.charge(jsonb)".';
     END IF;
-    SELECT p.prorettype, p.proargtypes, p.prokind INTO rettype, argtypes, kind
+    SELECT p.prorettype, p.proargtypes, p.prokind, p.proretset INTO rettype, argtypes, kind, retset
       FROM pg_proc p WHERE p.oid = fn;
-    IF kind <> 'f' OR rettype <> 'jsonb'::regtype OR argtypes::oid[] <> ARRAY['jsonb'::regtype::oid] THEN
+    -- (oidvector is zero-based: compare its element, not an oid[] cast of it)
+    IF kind <> 'f' OR retset OR rettype <> 'jsonb'::regtype
+       OR cardinality(argtypes::oid[]) <> 1 OR argtypes[0] <> 'jsonb'::regtype THEN
         RAISE EXCEPTION 'handler function % of step "%" must take (jsonb) and return jsonb', fn, step_name
             USING ERRCODE = 'datatype_mismatch';
     END IF;
@@ -250,8 +253,11 @@ END $$;
 -- _normalize_template checks a template document and returns it with every
 -- default filled in, steps in dependency order: the canonical body that is
 -- stored and compared when the same version is registered again.
+-- (IntervalStyle is pinned so that the stored timeout text, and so the
+-- comparison of bodies, does not depend on the session's setting.)
 CREATE FUNCTION tasker._normalize_template(template jsonb) RETURNS jsonb
-    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    SET IntervalStyle = postgres AS $$
 DECLARE
     ns text;
     tname text;
@@ -459,7 +465,8 @@ BEGIN
                                     identity_strategy, context_schema, default_dependent_system_id,
                                     template, owner_role)
     VALUES (ns_id, body ->> 'name', body ->> 'version', tasker._parse_semver(body ->> 'version'),
-            body ->> 'description', body ->> 'identity_strategy', body -> 'context_schema',
+            body ->> 'description', body ->> 'identity_strategy',
+            nullif(body -> 'context_schema', 'null'),
             tasker._dependent_system_id(body ->> 'default_dependent_system'), body,
             current_user::regrole)
     RETURNING named_task_id INTO new_id;

@@ -25,7 +25,10 @@ BEGIN
            AND s.pending_parents = 0
            AND s.current_state IN ('pending', 'waiting_for_retry')
            AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= now())
-           AND (s.attempts = 0 OR (s.retryable AND s.attempts < s.max_attempts))
+           -- a first attempt (pending: never run, or given a fresh set of
+           -- attempts by retry_step), or a retry of a retryable step
+           AND s.attempts < s.max_attempts
+           AND (s.current_state = 'pending' OR s.retryable)
          ORDER BY s.priority DESC, s.task_id, s.workflow_step_id
          LIMIT p_max
            FOR UPDATE SKIP LOCKED
