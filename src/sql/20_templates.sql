@@ -61,7 +61,8 @@ BEGIN
 END $$;
 
 -- _check_context_schema validates the supported JSON-schema subset:
--- type, required, properties, enum, items (other keywords are refused).
+-- type, required, properties, enum, items, additionalProperties (a boolean)
+-- and the annotations description, title and $schema; other keywords are refused.
 CREATE FUNCTION tasker._check_context_schema(s jsonb, path text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -96,6 +97,10 @@ BEGIN
     END IF;
     IF s ? 'enum' AND jsonb_typeof(s -> 'enum') <> 'array' THEN
         RAISE EXCEPTION 'context_schema at "%": "enum" must be an array', path
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF s ? 'additionalProperties' AND jsonb_typeof(s -> 'additionalProperties') <> 'boolean' THEN
+        RAISE EXCEPTION 'context_schema at "%": "additionalProperties" must be true or false', path
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF s ? 'properties' THEN
@@ -137,7 +142,10 @@ BEGIN
         RETURN format('field "%s" must be of type %s, not %s', path,
                       (SELECT string_agg(t, ' or ') FROM jsonb_array_elements_text(types) t), actual);
     END IF;
-    IF schema ? 'enum' AND NOT (schema -> 'enum') @> jsonb_build_array(value) THEN
+    -- (equality, not @>: containment would let [1] match an enum member [1, 2])
+    IF schema ? 'enum' AND NOT EXISTS (
+           SELECT 1 FROM jsonb_array_elements(schema -> 'enum') AS m(member)
+            WHERE m.member = context_violation.value) THEN
         RETURN format('field "%s" must be one of %s', path, schema -> 'enum');
     END IF;
     IF actual = 'object' THEN
@@ -146,6 +154,13 @@ BEGIN
                 RETURN format('required field "%s.%s" is missing', path, field);
             END IF;
         END LOOP;
+        IF schema -> 'additionalProperties' = 'false' THEN
+            SELECT k INTO field FROM jsonb_object_keys(value) k
+             WHERE NOT coalesce(schema -> 'properties', '{}') ? k ORDER BY k LIMIT 1;
+            IF field IS NOT NULL THEN
+                RETURN format('field "%s.%s" is not allowed', path, field);
+            END IF;
+        END IF;
         FOR prop IN SELECT j.k AS key, j.v AS sub FROM jsonb_each(coalesce(schema -> 'properties', '{}')) AS j(k, v) LOOP
             IF value ? prop.key THEN
                 problem := tasker.context_violation(prop.sub, value -> prop.key, path || '.' || prop.key);
@@ -165,7 +180,7 @@ BEGIN
     RETURN NULL;
 END $$;
 COMMENT ON FUNCTION tasker.context_violation(jsonb, jsonb, text) IS
-    'The first way a JSON value breaks a context schema (type, required, properties, enum, items), or NULL.';
+    'The first way a JSON value breaks a context schema (type, required, properties, additionalProperties, enum, items), or NULL.';
 
 -- _resolve_handler turns a handler name into a regprocedure after checking
 -- that it is (jsonb) RETURNS jsonb and that the caller may execute it.
