@@ -3,7 +3,7 @@ EXTENSION   = tasker
 EXTVERSION  = 0.1.0
 
 MODULE_big  = tasker
-OBJS        = src/tasker.o src/state_machine.o src/backoff.o src/wakeup.o src/shmem.o src/dag.o
+OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
 # The install script is assembled from one file per concern, in this order.
 SQL_PARTS   = $(sort $(wildcard src/sql/*.sql))

@@ -121,5 +121,6 @@ _PG_init(void)
 
 	tasker_preloaded = true;
 	TaskerInstallShmemHooks();
+	TaskerInstallUtilityHook();
 	TaskerRegisterLauncher();
 }

@@ -1,0 +1,453 @@
+/*-------------------------------------------------------------------------
+ * executor.c
+ *	  Executors: dynamic workers that claim ready SQL-handler steps in
+ *	  small batches and run each in its own transaction, as the role that
+ *	  registered the template, with statement_timeout = the step's timeout.
+ *
+ * The handler runs in a subtransaction; its writes, the step's results and
+ * the step's transition commit together (exactly-once).  An error rolls
+ * the subtransaction back and is recorded as a failed attempt.  A claim
+ * that dies with the executor (kill -9, SIGTERM mid-step) is recovered by
+ * the dispatcher, which sees the executor gone.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
+
+#include "handler_api.h"
+#include "spi_util.h"
+#include "tasker.h"
+#include "workers.h"
+
+typedef struct ClaimedStep
+{
+	int64		step_id;
+	int64		task_id;
+	char	   *step_name;
+	int32		attempt;
+	Datum		input;			/* jsonb, in the batch context */
+	Oid			handler;
+	Oid			owner;
+	int64		timeout_ms;		/* 0: none */
+} ClaimedStep;
+
+static TaskerExecutorSlot *my_slot = NULL;
+static Oid	executor_database = InvalidOid;
+static char *worker_name = NULL;
+static ClaimedStep *current_step = NULL;
+
+/*
+ * TaskerStartExecutor asks the postmaster for one more executor.
+ */
+bool
+TaskerStartExecutor(Oid database_id)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "tasker");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "TaskerExecutorMain");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "tasker executor for database %u", database_id);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "tasker executor");
+	worker.bgw_main_arg = ObjectIdGetDatum(database_id);
+	worker.bgw_notify_pid = 0;
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		return false;
+	pfree(handle);
+	return true;
+}
+
+static void
+ExecutorShutdown(int code, Datum arg)
+{
+	if (my_slot == NULL)
+		return;
+	LWLockAcquire(tasker_shared->lock, LW_EXCLUSIVE);
+	if (my_slot->pid == MyProcPid)
+		memset(my_slot, 0, sizeof(*my_slot));
+	LWLockRelease(tasker_shared->lock);
+	my_slot = NULL;
+}
+
+static void
+SetSlotStep(int64 step_id, Oid role_id, bool idle)
+{
+	LWLockAcquire(tasker_shared->lock, LW_EXCLUSIVE);
+	my_slot->step_id = step_id;
+	my_slot->role_id = role_id;
+	my_slot->idle = idle;
+	my_slot->since = GetCurrentTimestamp();
+	LWLockRelease(tasker_shared->lock);
+}
+
+/*
+ * StepErrorContext names the task and step in every message raised while
+ * a step runs.
+ */
+static void
+StepErrorContext(void *arg)
+{
+	ClaimedStep *step = (ClaimedStep *) arg;
+
+	errcontext("tasker step \"%s\" (step %lld, task %lld, attempt %d)",
+			   step->step_name, (long long) step->step_id,
+			   (long long) step->task_id, step->attempt);
+}
+
+/*
+ * ClaimBatch claims up to tasker.executor_batch_size steps in a transaction
+ * of its own; the rows are copied into batch_context.
+ */
+static int
+ClaimBatch(MemoryContext batch_context, ClaimedStep **steps)
+{
+	Datum		args[2];
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	int			n = 0;
+	uint64		i;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	if (!TaskerExtensionInstalled())
+	{
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		return -1;
+	}
+
+	/*
+	 * A claim lost in a crash only leaves the steps ready: it need not wait
+	 * for its WAL flush (the step's own commit flushes it anyway).
+	 */
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+	args[0] = CStringGetTextDatum(worker_name);
+	args[1] = Int32GetDatum(tasker_executor_batch_size);
+	TaskerSpiExec("SELECT step_id, task_id, step_name, attempt, input, handler, owner_role, timeout_ms"
+				  " FROM tasker._claim_sql_steps($1, $2)",
+				  2, argtypes, args, NULL, SPI_OK_SELECT);
+
+	*steps = MemoryContextAllocZero(batch_context, sizeof(ClaimedStep) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		ClaimedStep *s = &(*steps)[n++];
+		bool		isnull;
+		MemoryContext old;
+		Datum		d;
+
+		s->step_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		s->task_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		s->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		s->handler = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
+		s->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
+		d = SPI_getbinval(tup, desc, 8, &isnull);
+		s->timeout_ms = isnull ? 0 : DatumGetInt64(d);
+		old = MemoryContextSwitchTo(batch_context);
+		s->step_name = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
+		s->input = PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 5, &isnull)));
+		MemoryContextSwitchTo(old);
+	}
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return n;
+}
+
+/*
+ * CallHandler runs the handler as the template's owner and returns its
+ * result (NULL becomes {}).
+ */
+static Datum
+CallHandler(ClaimedStep *step)
+{
+	FmgrInfo	flinfo;
+	LOCAL_FCINFO(fcinfo, 1);
+	Oid			save_userid;
+	int			save_sec_context;
+	Datum		result;
+
+	if (pg_proc_aclcheck(step->handler, step->owner, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role %u may no longer execute handler function %u",
+						step->owner, step->handler)));
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(step->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+
+	fmgr_info(step->handler, &flinfo);
+	InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = step->input;
+	fcinfo->args[0].isnull = false;
+	if (step->timeout_ms > 0)
+		enable_timeout_after(STATEMENT_TIMEOUT, (int) Min(step->timeout_ms, INT_MAX));
+	result = FunctionCallInvoke(fcinfo);
+	if (step->timeout_ms > 0)
+		disable_timeout(STATEMENT_TIMEOUT, false);
+
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+
+	if (fcinfo->isnull)
+		result = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+	return result;
+}
+
+/*
+ * ErrorDocument turns a caught error into the step's error document.
+ */
+static Datum
+ErrorDocument(ErrorData *edata)
+{
+	Datum		args[5];
+	Oid			argtypes[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	bool		isnull;
+	const char *texts[5];
+	int			i;
+
+	texts[0] = unpack_sql_state(edata->sqlerrcode);
+	texts[1] = edata->message;
+	texts[2] = edata->detail;
+	texts[3] = edata->hint;
+	texts[4] = edata->context;
+	for (i = 0; i < 5; i++)
+	{
+		if (texts[i] == NULL)
+		{
+			nulls[i] = 'n';
+			args[i] = (Datum) 0;
+		}
+		else
+			args[i] = CStringGetTextDatum(texts[i]);
+	}
+	TaskerSpiExec("SELECT jsonb_strip_nulls(jsonb_build_object('sqlstate', $1, 'message', $2,"
+				  " 'detail', $3, 'hint', $4, 'context', $5))",
+				  5, argtypes, args, nulls, SPI_OK_SELECT);
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+}
+
+/*
+ * RunStep runs one claimed step: handler and completion commit together,
+ * or the failure is recorded.
+ */
+static void
+RunStep(ClaimedStep *step)
+{
+	MemoryContext step_context = CurrentMemoryContext;
+	ResourceOwner owner;
+	ErrorContextCallback errcallback;
+	volatile bool failed = false;
+	ErrorData  *volatile edata = NULL;
+
+	current_step = step;
+	SetSlotStep(step->step_id, step->owner, false);
+	pgstat_report_activity(STATE_RUNNING, psprintf("tasker step %lld (%s)",
+													(long long) step->step_id,
+													step->step_name));
+	TaskerResetBackoffRequest();
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	errcallback.callback = StepErrorContext;
+	errcallback.arg = step;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+
+	if (step->timeout_ms > (int64) tasker_default_lease * 1000)
+	{
+		/* the claim's lease must outlive the handler's timeout */
+		Datum		args[3];
+		Oid			argtypes[3] = {INT8OID, INT4OID, TEXTOID};
+
+		args[0] = Int64GetDatum(step->step_id);
+		args[1] = Int32GetDatum(step->attempt);
+		args[2] = CStringGetTextDatum(psprintf("%lld milliseconds",
+											   (long long) step->timeout_ms + 60000));
+		TaskerSpiExec("SELECT tasker.extend_lease($1, $2, $3::interval)", 3, argtypes, args,
+					  NULL, SPI_OK_SELECT);
+	}
+
+	owner = CurrentResourceOwner;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(step_context);
+	PG_TRY();
+	{
+		Datum		result = CallHandler(step);
+		Datum		args[3];
+		Oid			argtypes[3] = {INT8OID, INT4OID, JSONBOID};
+		bool		isnull;
+		bool		accepted;
+
+		args[0] = Int64GetDatum(step->step_id);
+		args[1] = Int32GetDatum(step->attempt);
+		args[2] = result;
+		TaskerSpiExec("SELECT tasker.complete_step($1, $2, $3)", 3, argtypes, args, NULL,
+					  SPI_OK_SELECT);
+		accepted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											  1, &isnull));
+		if (accepted)
+			ReleaseCurrentSubTransaction();
+		else
+			RollbackAndReleaseCurrentSubTransaction();	/* stale: undo the writes */
+		MemoryContextSwitchTo(step_context);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		disable_timeout(STATEMENT_TIMEOUT, false);
+		MemoryContextSwitchTo(step_context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(step_context);
+		CurrentResourceOwner = owner;
+		failed = true;
+	}
+	PG_END_TRY();
+
+	if (failed)
+	{
+		Datum		args[5];
+		Oid			argtypes[5] = {INT8OID, INT4OID, JSONBOID, BOOLOID, INT4OID};
+		char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+		int			backoff = TaskerBackoffRequest();
+
+		args[0] = Int64GetDatum(step->step_id);
+		args[1] = Int32GetDatum(step->attempt);
+		args[2] = ErrorDocument(edata);
+		args[3] = BoolGetDatum(edata->sqlerrcode != TASKER_ERRCODE_PERMANENT_FAILURE);
+		args[4] = Int32GetDatum(backoff);
+		if (backoff < 0)
+			nulls[4] = 'n';
+		TaskerSpiExec("SELECT tasker.fail_step($1, $2, $3, $4, $5)", 5, argtypes, args, nulls,
+					  SPI_OK_SELECT);
+	}
+
+	error_context_stack = errcallback.previous;
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(step_context);
+	current_step = NULL;
+	SetSlotStep(0, InvalidOid, false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * TaskerExecutorMain is an executor's entry point; main_arg is the
+ * database's oid.
+ */
+void
+TaskerExecutorMain(Datum main_arg)
+{
+	MemoryContext batch_context;
+	TimestampTz idle_since;
+	int			i;
+
+	executor_database = DatumGetObjectId(main_arg);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnectionByOid(executor_database, InvalidOid, 0);
+	pgstat_report_appname("tasker executor");
+	worker_name = MemoryContextStrdup(TopMemoryContext,
+									  psprintf("tasker executor %d", (int) MyProcPid));
+
+	LWLockAcquire(tasker_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < TASKER_MAX_EXECUTORS; i++)
+		if (tasker_shared->executors[i].pid == 0)
+		{
+			my_slot = &tasker_shared->executors[i];
+			memset(my_slot, 0, sizeof(*my_slot));
+			my_slot->pid = MyProcPid;
+			my_slot->database_id = executor_database;
+			my_slot->latch = MyLatch;
+			my_slot->since = GetCurrentTimestamp();
+			break;
+		}
+	LWLockRelease(tasker_shared->lock);
+	if (my_slot == NULL)
+		proc_exit(0);			/* every slot taken: back-pressure */
+	before_shmem_exit(ExecutorShutdown, (Datum) 0);
+
+	batch_context = AllocSetContextCreate(TopMemoryContext, "tasker executor batch",
+										  ALLOCSET_DEFAULT_SIZES);
+	idle_since = GetCurrentTimestamp();
+
+	for (;;)
+	{
+		ClaimedStep *steps = NULL;
+		int			n;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (!tasker_enabled)
+			proc_exit(0);
+
+		ResetLatch(MyLatch);
+		MemoryContextReset(batch_context);
+		MemoryContextSwitchTo(batch_context);
+
+		n = ClaimBatch(batch_context, &steps);
+		if (n < 0)
+			proc_exit(0);		/* extension dropped */
+		if (n == 0)
+		{
+			long		idle_ms;
+
+			SetSlotStep(0, InvalidOid, true);
+			idle_ms = TimestampDifferenceMilliseconds(idle_since, GetCurrentTimestamp());
+			if (idle_ms >= tasker_executor_idle_timeout)
+				proc_exit(0);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 tasker_executor_idle_timeout - idle_ms, PG_WAIT_EXTENSION);
+			continue;
+		}
+
+		for (i = 0; i < n; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			RunStep(&steps[i]);
+		}
+		idle_since = GetCurrentTimestamp();
+	}
+}
