@@ -7,31 +7,61 @@
 -- completions, claims and cancellations free of deadlocks.
 --------------------------------------------------------------------------
 
--- _step_ready_candidates is the hot path's readiness test, shared by the
--- external and the in-database claims (and compared against
--- step_readiness_status by the tests).
+-- _claim is the hot path shared by the external and the in-database
+-- claims: it locks up to p_max ready steps (FOR UPDATE SKIP LOCKED, in
+-- priority then age order) and moves them to in_progress.  The readiness
+-- test is spelled out once per kind of step, so that each spelling matches
+-- its partial index even under a generic plan; the tests compare it with
+-- step_readiness_status.
 CREATE FUNCTION tasker._claim(p_queue text, p_sql_steps boolean, p_worker text,
                               p_max integer, p_lease interval)
     RETURNS TABLE (step_id bigint, task_id bigint, step_name text, attempt integer,
                    input jsonb, lease_expires_at timestamptz, handler regprocedure)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    step_ids bigint[];
+    task_ids bigint[];
+    from_states text[];
 BEGIN
+    IF p_sql_steps THEN
+        SELECT array_agg(c.workflow_step_id), array_agg(c.task_id), array_agg(c.current_state)
+          INTO step_ids, task_ids, from_states
+          FROM (SELECT s.task_id, s.workflow_step_id, s.current_state
+                  FROM tasker.workflow_steps s
+                 WHERE s.handler IS NOT NULL
+                   AND s.pending_parents = 0
+                   AND s.current_state IN ('pending', 'waiting_for_retry')
+                   AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= now())
+                   AND s.attempts < s.max_attempts
+                   AND (s.current_state = 'pending' OR s.retryable)
+                 ORDER BY s.priority DESC, s.task_id, s.workflow_step_id
+                 LIMIT p_max
+                   FOR UPDATE SKIP LOCKED) c;
+    ELSE
+        SELECT array_agg(c.workflow_step_id), array_agg(c.task_id), array_agg(c.current_state)
+          INTO step_ids, task_ids, from_states
+          FROM (SELECT s.task_id, s.workflow_step_id, s.current_state
+                  FROM tasker.workflow_steps s
+                 WHERE s.handler IS NULL AND s.queue = p_queue
+                   AND s.pending_parents = 0
+                   AND s.current_state IN ('pending', 'waiting_for_retry')
+                   AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= now())
+                   -- a first attempt (pending: never run, or given a fresh set
+                   -- of attempts by retry_step), or a retry of a retryable step
+                   AND s.attempts < s.max_attempts
+                   AND (s.current_state = 'pending' OR s.retryable)
+                 ORDER BY s.priority DESC, s.task_id, s.workflow_step_id
+                 LIMIT p_max
+                   FOR UPDATE SKIP LOCKED) c;
+    END IF;
+    IF step_ids IS NULL THEN
+        RETURN;
+    END IF;
+
     RETURN QUERY
     WITH candidates AS (
-        SELECT s.task_id, s.workflow_step_id, s.current_state AS from_state
-          FROM tasker.workflow_steps s
-         WHERE ((p_sql_steps AND s.handler IS NOT NULL)
-                OR (NOT p_sql_steps AND s.handler IS NULL AND s.queue = p_queue))
-           AND s.pending_parents = 0
-           AND s.current_state IN ('pending', 'waiting_for_retry')
-           AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= now())
-           -- a first attempt (pending: never run, or given a fresh set of
-           -- attempts by retry_step), or a retry of a retryable step
-           AND s.attempts < s.max_attempts
-           AND (s.current_state = 'pending' OR s.retryable)
-         ORDER BY s.priority DESC, s.task_id, s.workflow_step_id
-         LIMIT p_max
-           FOR UPDATE SKIP LOCKED
+        SELECT u.task_id, u.workflow_step_id, u.from_state
+          FROM unnest(task_ids, step_ids, from_states) AS u(task_id, workflow_step_id, from_state)
     ), claimed AS (
         UPDATE tasker.workflow_steps s
            SET current_state = 'in_progress',
