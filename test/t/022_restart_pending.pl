@@ -1,0 +1,111 @@
+# 022_restart_pending.pl — work that is pending when the server stops gets
+# done after it starts again.
+#
+# 1. Tasks created while tasker.enabled = off (so none of their steps has
+#    run) are done after a clean restart with dispatch on.
+# 2. Steps waiting for a retry (the handler asked for a 2 s backoff) when
+#    the server crashes (pg_ctl stop -m immediate) run after recovery,
+#    once their backoff has passed, and so do their children.
+# Each step's row exists once: the one of the attempt that completed.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $tasks = 10;
+
+my $node = PostgreSQL::Test::Cluster->new('restart_pending');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'tasker'
+max_worker_processes = 32
+tasker.poll_interval = 100ms
+tasker.enabled = off
+});
+$node->start;
+
+$node->safe_psql('postgres', q{
+CREATE EXTENSION tasker;
+CREATE SCHEMA pend;
+CREATE TABLE pend.writes (task_id bigint, step text, attempt integer);
+-- Writes a row; with "flaky" in the context, the first attempt of step a
+-- fails (its row rolls back with it) and asks to be retried in 2 s.
+CREATE FUNCTION pend.write(input jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO pend.writes VALUES ((input ->> 'task_id')::bigint, input ->> 'step_name',
+                                    (input ->> 'attempt')::integer);
+    IF (input -> 'context' ->> 'flaky')::boolean AND input ->> 'step_name' = 'a'
+       AND (input ->> 'attempt')::integer = 1 THEN
+        PERFORM tasker.retry_after(2, 'not yet');
+    END IF;
+    RETURN jsonb_build_object('attempt', (input ->> 'attempt')::integer);
+END $$;
+SELECT tasker.register_template('{
+  "namespace": "pend", "name": "chain", "version": "1.0.0",
+  "steps": [
+    {"name": "a", "handler": "pend.write(jsonb)"},
+    {"name": "b", "handler": "pend.write(jsonb)", "depends_on": ["a"]},
+    {"name": "c", "handler": "pend.write(jsonb)", "depends_on": ["b"]}
+  ]}');
+});
+
+# 1. Created with dispatch off: nothing has run when the server stops.
+$node->safe_psql('postgres', qq{
+	SELECT count(tasker.create_task('pend', 'chain', context => jsonb_build_object('n', g)))
+	  FROM generate_series(1, $tasks) g});
+is( $node->safe_psql('postgres', q{
+	SELECT current_state, count(*) FROM tasker.workflow_steps GROUP BY 1}),
+	'pending|' . (3 * $tasks), 'with tasker.enabled = off the steps wait');
+$node->stop('fast');
+$node->adjust_conf('postgresql.conf', 'tasker.enabled', 'on');
+$node->start;
+
+ok( $node->poll_query_until('postgres', q{
+	SELECT bool_and(current_state = 'complete') FROM tasker.tasks}),
+	'after the restart every task is done');
+is( $node->safe_psql('postgres', q{
+	SELECT current_state, attempts, count(*) FROM tasker.workflow_steps GROUP BY 1, 2}),
+	'complete|1|' . (3 * $tasks), 'every step completed at its first attempt');
+is( $node->safe_psql('postgres', q{
+	SELECT count(*), count(DISTINCT (task_id, step)) FROM pend.writes}),
+	3 * $tasks . '|' . 3 * $tasks, 'each step wrote its row once');
+is( $node->safe_psql('postgres', q{
+	SELECT count(*) FROM tasker.tasks t JOIN tasker.workflow_steps a USING (task_id)
+	  JOIN tasker.workflow_steps b USING (task_id)
+	 WHERE a.name = 'a' AND b.name = 'b' AND b.last_attempted_at < a.completed_at}),
+	'0', 'no step ran before its parent completed');
+
+# 2. Steps waiting for a retry when the server crashes.
+$node->safe_psql('postgres', 'TRUNCATE pend.writes');
+my $first = $node->safe_psql('postgres', qq{
+	SELECT min(tasker.create_task('pend', 'chain', context => jsonb_build_object('n', g, 'flaky', true)))
+	  FROM generate_series(1, $tasks) g});
+ok( $node->poll_query_until('postgres', qq{
+	SELECT count(*) = $tasks FROM tasker.workflow_steps
+	 WHERE task_id >= $first AND name = 'a' AND current_state = 'waiting_for_retry'}),
+	'the first steps failed once and wait for their retry');
+$node->stop('immediate');
+$node->start;
+
+ok( $node->poll_query_until('postgres', q{
+	SELECT bool_and(current_state = 'complete') FROM tasker.tasks}),
+	'after the crash every task is done');
+is( $node->safe_psql('postgres', qq{
+	SELECT current_state, attempts, count(*) FROM tasker.workflow_steps
+	 WHERE task_id >= $first GROUP BY 1, 2 ORDER BY 1, 2}),
+	"complete|1|" . (2 * $tasks) . "\ncomplete|2|$tasks",
+	'every step completed: a at its second attempt, b and c at their first');
+is( $node->safe_psql('postgres', qq{
+	SELECT count(*) FROM tasker.workflow_steps
+	 WHERE task_id >= $first AND name = 'a'
+	   AND last_attempted_at < last_failure_at + interval '2 s'}),
+	'0', 'no retry came before the backoff the handler asked for');
+is( $node->safe_psql('postgres', q{
+	SELECT step, attempt, count(*), count(DISTINCT task_id) FROM pend.writes GROUP BY 1, 2 ORDER BY 1, 2}),
+	"a|2|$tasks|$tasks\nb|1|$tasks|$tasks\nc|1|$tasks|$tasks",
+	'each step\'s row exists once, from the attempt that completed');
+
+$node->stop;
+done_testing();
