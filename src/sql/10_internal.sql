@@ -69,11 +69,11 @@ END $$;
 
 CREATE TRIGGER task_transitions_publish
     AFTER INSERT ON tasker.task_transitions FOR EACH ROW
-    WHEN (pg_catalog.current_setting('tasker.publish_events')::boolean)
+    WHEN (pg_catalog.current_setting('tasker.publish_events', true)::boolean)
     EXECUTE FUNCTION tasker._publish_transition('task');
 CREATE TRIGGER workflow_step_transitions_publish
     AFTER INSERT ON tasker.workflow_step_transitions FOR EACH ROW
-    WHEN (pg_catalog.current_setting('tasker.publish_events')::boolean)
+    WHEN (pg_catalog.current_setting('tasker.publish_events', true)::boolean)
     EXECUTE FUNCTION tasker._publish_transition('step');
 
 -- _signal_ready tells whoever runs the given steps that they are ready:

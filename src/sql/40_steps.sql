@@ -111,7 +111,10 @@ BEGIN
         RAISE EXCEPTION 'max_steps must be between 1 and 10000, not %', max_steps
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    lease := coalesce(lease, current_setting('tasker.default_lease')::interval);
+    -- (missing_ok: a session that has not loaded the library yet has no
+    -- tasker.* settings, only what postgresql.conf placed)
+    lease := coalesce(lease, current_setting('tasker.default_lease', true)::interval,
+                      interval '300 seconds');
     IF lease <= interval '0' THEN
         RAISE EXCEPTION 'lease must be positive, not %', lease
             USING ERRCODE = 'invalid_parameter_value';
