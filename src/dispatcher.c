@@ -33,7 +33,7 @@
 #include "workers.h"
 
 static Oid	dispatcher_database = InvalidOid;
-static TimestampTz last_tick = 0;
+static TimestampTz last_housekeeping = 0;
 
 static void
 DispatcherShutdown(int code, Datum arg)
@@ -84,9 +84,10 @@ DispatchOnce(long *next_due_ms)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	int			ready = 0;
-	Datum		args[2];
-	Oid			argtypes[2] = {TEXTARRAYOID, TIMESTAMPTZOID};
+	Datum		args[3];
+	Oid			argtypes[3] = {TEXTARRAYOID, TIMESTAMPTZOID, BOOLOID};
 	bool		isnull;
+	bool		housekeeping;
 
 	*next_due_ms = -1;
 
@@ -107,9 +108,12 @@ DispatchOnce(long *next_due_ms)
 	/* housekeeping lost in a crash is redone after it */
 	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);
+	/* wake-ups at every commit only look for work; the rest once per poll */
+	housekeeping = now >= TimestampTzPlusMilliseconds(last_housekeeping, tasker_poll_interval);
 	args[0] = PointerGetDatum(LiveExecutorNames());
-	args[1] = TimestampTzGetDatum(last_tick);
-	TaskerSpiExec("SELECT * FROM tasker._dispatcher_tick($1, $2)", 2, argtypes, args, NULL,
+	args[1] = TimestampTzGetDatum(last_housekeeping);
+	args[2] = BoolGetDatum(housekeeping);
+	TaskerSpiExec("SELECT * FROM tasker._dispatcher_tick($1, $2, $3)", 3, argtypes, args, NULL,
 				  SPI_OK_SELECT);
 	if (SPI_processed == 1)
 	{
@@ -121,7 +125,8 @@ DispatchOnce(long *next_due_ms)
 		if (!isnull)
 			*next_due_ms = Max(0, (long) DatumGetFloat8(d));
 	}
-	last_tick = now;
+	if (housekeeping)
+		last_housekeeping = now;
 
 	if (ready > 0)
 	{

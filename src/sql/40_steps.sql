@@ -16,7 +16,8 @@
 CREATE FUNCTION tasker._claim(p_queue text, p_sql_steps boolean, p_worker text,
                               p_max integer, p_lease interval)
     RETURNS TABLE (step_id bigint, task_id bigint, step_name text, attempt integer,
-                   input jsonb, lease_expires_at timestamptz, handler regprocedure)
+                   input jsonb, lease_expires_at timestamptz, handler regprocedure,
+                   named_step_id integer)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     step_ids bigint[];
@@ -75,7 +76,7 @@ BEGIN
           FROM candidates c
          WHERE s.task_id = c.task_id AND s.workflow_step_id = c.workflow_step_id
         RETURNING s.task_id, s.workflow_step_id, s.name, s.attempts, s.transitions,
-                  s.lease_expires_at, s.handler, c.from_state
+                  s.lease_expires_at, s.handler, s.named_step_id, c.from_state
     ), logged AS (
         INSERT INTO tasker.workflow_step_transitions
                (task_id, workflow_step_id, from_state, to_state, sort_key, metadata)
@@ -93,7 +94,7 @@ BEGIN
     )
     SELECT c.workflow_step_id, c.task_id, c.name, c.attempts,
            tasker._step_input(c.task_id, c.workflow_step_id, c.name, c.attempts, t.context),
-           c.lease_expires_at, c.handler
+           c.lease_expires_at, c.handler, c.named_step_id
       FROM claimed c JOIN tasker.tasks t ON t.task_id = c.task_id
      ORDER BY c.task_id, c.workflow_step_id;
 END $$;

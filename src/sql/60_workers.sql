@@ -32,8 +32,7 @@ CREATE FUNCTION tasker._claim_sql_steps(worker text, max_steps integer)
            (extract(epoch FROM n.timeout) * 1000)::bigint
       FROM tasker._claim(NULL, true, worker, max_steps,
                          current_setting('tasker.default_lease')::interval) c
-      JOIN tasker.workflow_steps s ON s.task_id = c.task_id AND s.workflow_step_id = c.step_id
-      JOIN tasker.named_steps n ON n.named_step_id = s.named_step_id
+      JOIN tasker.named_steps n ON n.named_step_id = c.named_step_id
       JOIN tasker.named_tasks t ON t.named_task_id = n.named_task_id
 $$;
 
@@ -63,22 +62,26 @@ BEGIN
     RETURN recovered;
 END $$;
 
--- _dispatcher_tick is one round of the dispatcher's housekeeping: reap
--- expired leases, recover orphaned SQL steps, tell external queues about
--- retries that came due since the last round; returns how many SQL steps
--- are ready and in how many ms the next backing-off one comes due.
+-- _dispatcher_tick is one round of the dispatcher: with housekeeping (at
+-- most once per poll interval) it reaps expired leases, recovers orphaned
+-- SQL steps and tells external queues about retries that came due since
+-- the last round; always it returns how many SQL steps are ready and in
+-- how many ms the next backing-off one comes due.
 CREATE FUNCTION tasker._dispatcher_tick(live_executors text[], since timestamptz,
+                                        housekeeping boolean,
                                         OUT ready integer, OUT next_due_ms double precision)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     q text;
 BEGIN
-    PERFORM tasker.reap_expired_leases();
-    PERFORM tasker._recover_sql_steps(live_executors);
+    IF housekeeping THEN
+        PERFORM tasker.reap_expired_leases();
+        PERFORM tasker._recover_sql_steps(live_executors);
+    END IF;
 
     FOR q IN
         SELECT DISTINCT s.queue FROM tasker.workflow_steps s
-         WHERE s.handler IS NULL AND s.pending_parents = 0
+         WHERE housekeeping AND s.handler IS NULL AND s.pending_parents = 0
            AND s.current_state = 'waiting_for_retry'
            AND s.next_attempt_at > since AND s.next_attempt_at <= now()
     LOOP
