@@ -55,6 +55,9 @@ static TaskerExecutorSlot *my_slot = NULL;
 static Oid	executor_database = InvalidOid;
 static char *worker_name = NULL;
 static ClaimedStep *current_step = NULL;
+static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr complete_plan = NULL;
+static SPIPlanPtr fail_plan = NULL;
 
 /*
  * TaskerStartExecutor asks the postmaster for one more executor.
@@ -151,9 +154,10 @@ ClaimBatch(MemoryContext batch_context, ClaimedStep **steps)
 							 GUC_ACTION_LOCAL, true, 0, false);
 	args[0] = CStringGetTextDatum(worker_name);
 	args[1] = Int32GetDatum(tasker_executor_batch_size);
-	TaskerSpiExec("SELECT step_id, task_id, step_name, attempt, input, handler, owner_role, timeout_ms"
-				  " FROM tasker._claim_sql_steps($1, $2)",
-				  2, argtypes, args, NULL, SPI_OK_SELECT);
+	TaskerSpiExecCached(&claim_plan,
+						"SELECT step_id, task_id, step_name, attempt, input, handler, owner_role,"
+						" timeout_ms FROM tasker._claim_sql_steps($1, $2)",
+						2, argtypes, args, NULL, SPI_OK_SELECT);
 
 	*steps = MemoryContextAllocZero(batch_context, sizeof(ClaimedStep) * Max(SPI_processed, 1));
 	for (i = 0; i < SPI_processed; i++)
@@ -315,8 +319,8 @@ RunStep(ClaimedStep *step)
 		args[0] = Int64GetDatum(step->step_id);
 		args[1] = Int32GetDatum(step->attempt);
 		args[2] = result;
-		TaskerSpiExec("SELECT tasker.complete_step($1, $2, $3)", 3, argtypes, args, NULL,
-					  SPI_OK_SELECT);
+		TaskerSpiExecCached(&complete_plan, "SELECT tasker.complete_step($1, $2, $3)",
+							3, argtypes, args, NULL, SPI_OK_SELECT);
 		accepted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 											  1, &isnull));
 		if (accepted)
@@ -353,8 +357,8 @@ RunStep(ClaimedStep *step)
 		args[4] = Int32GetDatum(backoff);
 		if (backoff < 0)
 			nulls[4] = 'n';
-		TaskerSpiExec("SELECT tasker.fail_step($1, $2, $3, $4, $5)", 5, argtypes, args, nulls,
-					  SPI_OK_SELECT);
+		TaskerSpiExecCached(&fail_plan, "SELECT tasker.fail_step($1, $2, $3, $4, $5)",
+							5, argtypes, args, nulls, SPI_OK_SELECT);
 	}
 
 	error_context_stack = errcallback.previous;

@@ -27,6 +27,33 @@ TaskerSpiExec(const char *sql, int nargs, Oid *argtypes, Datum *values,
 }
 
 /*
+ * TaskerSpiExecCached is TaskerSpiExec for a hot statement: it is prepared
+ * once per process and kept (the plan cache replans it after DDL).
+ */
+void
+TaskerSpiExecCached(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
+					Datum *values, const char *nulls, int expected_rc)
+{
+	int			rc;
+
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	prepared = SPI_prepare(sql, nargs, argtypes);
+
+		if (prepared == NULL)
+			elog(ERROR, "tasker: could not prepare \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(prepared) != 0)
+			elog(ERROR, "tasker: could not keep the plan of \"%s\"", sql);
+		*plan = prepared;
+	}
+	rc = SPI_execute_plan(*plan, values, nulls, false, 0);
+	if (rc != expected_rc)
+		elog(ERROR, "tasker: \"%s\" returned %s, expected %s", sql,
+			 SPI_result_code_string(rc), SPI_result_code_string(expected_rc));
+}
+
+/*
  * TaskerExtensionInstalled reports whether tasker is installed in the
  * current database (inside a transaction).
  */

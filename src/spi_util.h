@@ -11,6 +11,9 @@
 
 extern void TaskerSpiExec(const char *sql, int nargs, Oid *argtypes,
 						  Datum *values, const char *nulls, int expected_rc);
+extern void TaskerSpiExecCached(SPIPlanPtr *plan, const char *sql, int nargs,
+								Oid *argtypes, Datum *values, const char *nulls,
+								int expected_rc);
 extern bool TaskerExtensionInstalled(void);
 
 #endif

@@ -81,7 +81,7 @@ CREATE TRIGGER workflow_step_transitions_publish
 -- identical notifications of one transaction into one), the dispatcher's
 -- latch for SQL-handler steps.  Both fire only at commit.
 CREATE FUNCTION tasker._signal_ready(queues text[], has_sql_steps boolean) RETURNS void
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql AS $$
 DECLARE
     q text;
 BEGIN
@@ -101,7 +101,7 @@ END $$;
 -- row is locked by the UPDATE) and writes its transition row.  Returns
 -- false when the task was not in from_state.
 CREATE FUNCTION tasker._move_task(p_task_id bigint, p_from text, p_to text, p_metadata jsonb DEFAULT '{}')
-    RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     ordinal integer;
 BEGIN
@@ -122,12 +122,15 @@ BEGIN
 END $$;
 
 -- _release_children counts a finished parent as done for its children and
--- signals the ones that became ready.  Callers release a step's children
+-- signals the ones that became ready; true when some child became ready
+-- (the task then still has work, so it need not be finalized).  Internal
+-- helpers on the hot path qualify every name and pin no search_path: a
+-- SET clause costs a GUC save and restore per call.  Callers release a step's children
 -- once: they set children_released in the same UPDATE that finishes the
 -- step and call this only when it was false before (a skipped step that is
 -- later retried or resolved does not release them twice).
-CREATE FUNCTION tasker._release_children(p_task_id bigint, p_step_id bigint) RETURNS void
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+CREATE FUNCTION tasker._release_children(p_task_id bigint, p_step_id bigint) RETURNS boolean
+    LANGUAGE plpgsql AS $$
 DECLARE
     ready_queues text[];
     ready_sql boolean;
@@ -145,7 +148,11 @@ BEGIN
       INTO ready_queues, ready_sql
       FROM released
      WHERE pending_parents = 0 AND current_state = 'pending';
+    IF ready_queues IS NULL AND NOT ready_sql THEN
+        RETURN false;
+    END IF;
     PERFORM tasker._signal_ready(ready_queues, ready_sql);
+    RETURN true;
 END $$;
 
 -- _finalize_task recomputes a task's state from its steps under the task's
@@ -154,7 +161,7 @@ END $$;
 -- complete; a permanent failure and nothing left that can run -> error; a
 -- failed task that has runnable steps again (retry, resolve) -> pending.
 CREATE FUNCTION tasker._finalize_task(p_task_id bigint) RETURNS text
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql AS $$
 DECLARE
     state text;
     target text;
@@ -190,7 +197,7 @@ END $$;
 -- _step_input builds the document a handler or external worker receives.
 CREATE FUNCTION tasker._step_input(p_task_id bigint, p_step_id bigint, p_name text,
                                    p_attempt integer, p_context jsonb)
-    RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'task_id', p_task_id,
         'step_id', p_step_id,
@@ -207,7 +214,7 @@ $$;
 
 -- _require raises 22004 when a required argument is NULL.
 CREATE FUNCTION tasker._require(value anyelement, argument text) RETURNS void
-    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     IF value IS NULL THEN
         RAISE EXCEPTION 'argument "%" must not be null', argument

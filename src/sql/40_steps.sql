@@ -130,7 +130,7 @@ COMMENT ON FUNCTION tasker.claim_steps(text, text, integer, interval) IS
 -- _lock_attempt locks a step and returns it when it is in progress at the
 -- given attempt; NULL when the attempt is stale; 42704 when no such step.
 CREATE FUNCTION tasker._lock_attempt(p_step_id bigint, p_attempt integer)
-    RETURNS tasker.workflow_steps LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    RETURNS tasker.workflow_steps LANGUAGE plpgsql AS $$
 DECLARE
     step tasker.workflow_steps;
 BEGIN
@@ -163,10 +163,12 @@ BEGIN
            (task_id, workflow_step_id, from_state, to_state, sort_key, metadata)
     VALUES (step.task_id, step.workflow_step_id, 'in_progress', 'complete', step.transitions + 1,
             jsonb_build_object('attempt', step.attempts, 'worker', step.claimed_by));
-    IF NOT step.children_released THEN
-        PERFORM tasker._release_children(step.task_id, step.workflow_step_id);
+    -- a child that became ready means the task still has work: no need to
+    -- take the task's lock to finalize it
+    IF step.children_released
+       OR NOT tasker._release_children(step.task_id, step.workflow_step_id) THEN
+        PERFORM tasker._finalize_task(step.task_id);
     END IF;
-    PERFORM tasker._finalize_task(step.task_id);
     RETURN true;
 END $$;
 COMMENT ON FUNCTION tasker.complete_step(bigint, integer, jsonb) IS
