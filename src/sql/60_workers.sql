@@ -105,43 +105,23 @@ END $$;
 
 -- Dynamic concurrency --------------------------------------------------------
 
--- _concurrency_inputs reads the gauges of the formula: client connections
--- and background-worker slots in use, and the task and step load (the
--- share of unfinished work that is in progress).
+-- _concurrency_inputs reads the gauges of the formula from
+-- system_health_counts(): active client connections and background-worker
+-- slots in use, and the task and step load — the share of unfinished
+-- tasks, and of unfinished steps, that is in progress.
 CREATE FUNCTION tasker._concurrency_inputs(
     OUT active_connections integer, OUT max_connections integer,
     OUT busy_workers integer, OUT max_workers integer,
     OUT task_load double precision, OUT step_load double precision)
-    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    tasks_in_progress bigint;
-    tasks_unfinished bigint;
-    steps_in_progress bigint;
-    steps_ready bigint;
-BEGIN
-    SELECT count(*) FILTER (WHERE backend_type = 'client backend'),
-           count(*) FILTER (WHERE backend_type NOT IN (
-               'client backend', 'autovacuum launcher', 'autovacuum worker', 'background writer',
-               'checkpointer', 'walwriter', 'archiver', 'startup', 'walreceiver', 'walsender',
-               'logger', 'standalone backend'))
-      INTO active_connections, busy_workers
-      FROM pg_stat_activity;
-    max_connections := current_setting('max_connections')::integer;
-    max_workers := current_setting('max_worker_processes')::integer;
-
-    SELECT count(*) FILTER (WHERE current_state = 'in_progress'),
-           count(*) FILTER (WHERE current_state IN ('pending', 'in_progress'))
-      INTO tasks_in_progress, tasks_unfinished
-      FROM tasker.tasks WHERE current_state IN ('pending', 'in_progress', 'error');
-    SELECT count(*) INTO steps_in_progress
-      FROM tasker.workflow_steps WHERE current_state = 'in_progress';
-    SELECT count(*) INTO steps_ready
-      FROM tasker.workflow_steps
-     WHERE pending_parents = 0 AND current_state IN ('pending', 'waiting_for_retry')
-       AND (handler IS NOT NULL OR handler IS NULL);
-    task_load := tasks_in_progress::double precision / greatest(tasks_unfinished, 1);
-    step_load := steps_in_progress::double precision / greatest(steps_in_progress + steps_ready, 1);
-END $$;
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT h.active_connections::integer, h.max_connections::integer,
+           h.busy_worker_slots::integer, (h.busy_worker_slots + h.free_worker_slots)::integer,
+           h.in_progress_tasks::double precision
+               / greatest(h.pending_tasks + h.in_progress_tasks, 1),
+           h.in_progress_steps::double precision
+               / greatest(h.pending_steps + h.in_progress_steps + h.retryable_error_steps, 1)
+      FROM tasker.system_health_counts() h
+$$;
 
 CREATE FUNCTION tasker.concurrency(refresh boolean DEFAULT false,
     OUT concurrency integer, OUT slot_term integer, OUT load_term integer,
