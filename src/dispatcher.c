@@ -33,6 +33,7 @@
 #include "workers.h"
 
 static Oid	dispatcher_database = InvalidOid;
+static TaskerDatabaseSlot *my_slot = NULL;
 static TimestampTz last_housekeeping = 0;
 
 static void
@@ -72,6 +73,35 @@ LiveExecutorNames(void)
 	}
 	LWLockRelease(tasker_shared->lock);
 	return construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT);
+}
+
+/*
+ * ExtensionEpoch reads how many CREATE EXTENSIONs of this database have
+ * committed; read before looking for the extension, it says whether the
+ * look is still current after it.
+ */
+static uint32
+ExtensionEpoch(void)
+{
+	uint32		epoch;
+
+	LWLockAcquire(tasker_shared->lock, LW_SHARED);
+	epoch = my_slot->extension_epoch;
+	LWLockRelease(tasker_shared->lock);
+	return epoch;
+}
+
+/*
+ * MarkNoExtension records that this database has no tasker, unless a
+ * CREATE EXTENSION committed since the look began (then the launcher starts
+ * a new dispatcher after its usual restart delay).
+ */
+static void
+MarkNoExtension(uint32 epoch_before_look)
+{
+	LWLockAcquire(tasker_shared->lock, LW_EXCLUSIVE);
+	my_slot->no_extension = my_slot->extension_epoch == epoch_before_look;
+	LWLockRelease(tasker_shared->lock);
 }
 
 /*
@@ -164,6 +194,7 @@ TaskerDispatcherMain(Datum main_arg)
 	TaskerDatabaseSlot *slot;
 	MemoryContext loop_context;
 	bool		installed;
+	uint32		epoch;
 
 	dispatcher_database = DatumGetObjectId(main_arg);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -183,18 +214,20 @@ TaskerDispatcherMain(Datum main_arg)
 	slot->dispatcher_pid = MyProcPid;
 	slot->dispatcher_latch = MyLatch;
 	slot->dispatcher_since = GetCurrentTimestamp();
+	epoch = slot->extension_epoch;
 	LWLockRelease(tasker_shared->lock);
+	my_slot = slot;
 	before_shmem_exit(DispatcherShutdown, (Datum) 0);
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	installed = TaskerExtensionInstalled();
 	CommitTransactionCommand();
-	LWLockAcquire(tasker_shared->lock, LW_EXCLUSIVE);
-	slot->no_extension = !installed;
-	LWLockRelease(tasker_shared->lock);
 	if (!installed)
+	{
+		MarkNoExtension(epoch);
 		proc_exit(0);
+	}
 
 	ereport(LOG, (errmsg("tasker dispatcher started")));
 	loop_context = AllocSetContextCreate(TopMemoryContext, "tasker dispatcher loop",
@@ -218,6 +251,7 @@ TaskerDispatcherMain(Datum main_arg)
 
 		if (tasker_enabled)
 		{
+			epoch = ExtensionEpoch();
 			PG_TRY();
 			{
 				ready = DispatchOnce(&next_due_ms);
@@ -235,9 +269,9 @@ TaskerDispatcherMain(Datum main_arg)
 			if (ready < 0)
 			{
 				/* DROP EXTENSION: nothing left to serve here */
-				LWLockAcquire(tasker_shared->lock, LW_EXCLUSIVE);
-				slot->no_extension = true;
-				LWLockRelease(tasker_shared->lock);
+				MarkNoExtension(epoch);
+				/* idle executors notice it when they next try to claim */
+				TaskerWakeIdleExecutors(dispatcher_database, TASKER_MAX_EXECUTORS);
 				ereport(LOG, (errmsg("tasker dispatcher stopping: extension dropped")));
 				proc_exit(0);
 			}

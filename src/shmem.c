@@ -130,6 +130,30 @@ TaskerWakeLauncher(void)
 }
 
 /*
+ * TaskerNoteExtensionCreated tells the launcher, once CREATE EXTENSION has
+ * committed, that the database has tasker now.  It runs at commit, not in
+ * the install script: a dispatcher that looked before the commit would
+ * otherwise mark the database as without tasker after the mark was cleared.
+ * The epoch tells such a dispatcher that its look is out of date.
+ */
+void
+TaskerNoteExtensionCreated(Oid database_id)
+{
+	TaskerDatabaseSlot *slot;
+
+	if (tasker_shared == NULL)
+		return;
+	LWLockAcquire(tasker_shared->lock, LW_EXCLUSIVE);
+	slot = TaskerFindDatabaseSlot(database_id, false);
+	if (slot != NULL)
+	{
+		slot->no_extension = false;
+		slot->extension_epoch++;
+	}
+	LWLockRelease(tasker_shared->lock);
+}
+
+/*
  * TaskerWakeIdleExecutors sets the latches of up to how_many idle executors
  * of the database.
  */
@@ -208,22 +232,13 @@ PG_FUNCTION_INFO_V1(tasker_wake_launcher);
 
 /*
  * tasker_wake_launcher is tasker._wake_launcher(): CREATE EXTENSION calls it
- * so that the database gets its dispatcher at once, after commit.
+ * so that the database gets its dispatcher at once, after commit (see
+ * TaskerNoteExtensionCreated).
  */
 Datum
 tasker_wake_launcher(PG_FUNCTION_ARGS)
 {
-	if (tasker_shared != NULL)
-	{
-		TaskerDatabaseSlot *slot;
-
-		LWLockAcquire(tasker_shared->lock, LW_EXCLUSIVE);
-		slot = TaskerFindDatabaseSlot(MyDatabaseId, false);
-		if (slot != NULL)
-			slot->no_extension = false;
-		LWLockRelease(tasker_shared->lock);
-		TaskerRequestLauncherWakeup();
-	}
+	TaskerRequestLauncherWakeup();
 	PG_RETURN_VOID();
 }
 

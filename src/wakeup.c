@@ -32,7 +32,10 @@ WakeupXactCallback(XactEvent event, void *arg)
 			if (dispatcher_wake_requested)
 				TaskerSignalDispatcher(MyDatabaseId);
 			if (launcher_wake_requested)
+			{
+				TaskerNoteExtensionCreated(MyDatabaseId);
 				TaskerWakeLauncher();
+			}
 			dispatcher_wake_requested = false;
 			launcher_wake_requested = false;
 			break;

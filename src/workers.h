@@ -29,6 +29,7 @@ typedef struct TaskerDatabaseSlot
 	pid_t		dispatcher_pid; /* 0 when none runs */
 	Latch	   *dispatcher_latch;
 	bool		no_extension;	/* dispatcher found no tasker here */
+	uint32		extension_epoch;	/* bumped at each CREATE EXTENSION's commit */
 	TimestampTz stop_until;		/* DROP DATABASE: no dispatcher until then */
 	TimestampTz dispatcher_since;
 } TaskerDatabaseSlot;
@@ -61,6 +62,7 @@ extern TaskerShared *tasker_shared;
 extern void TaskerInstallShmemHooks(void);
 extern TaskerDatabaseSlot *TaskerFindDatabaseSlot(Oid database_id, bool create);
 extern void TaskerWakeLauncher(void);
+extern void TaskerNoteExtensionCreated(Oid database_id);
 extern void TaskerWakeIdleExecutors(Oid database_id, int how_many);
 extern int	TaskerCountExecutors(Oid database_id);
 extern void TaskerRequestDatabaseStop(Oid database_id);
