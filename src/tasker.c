@@ -34,6 +34,7 @@ double		tasker_backoff_jitter = 0.1;
 int			tasker_max_executors = 8;
 int			tasker_executor_idle_timeout = 10000;
 int			tasker_executor_batch_size = 4;
+int			tasker_stuck_step_threshold = 300;
 bool		tasker_publish_events = false;
 
 bool		tasker_preloaded = false;
@@ -99,6 +100,10 @@ DefineGucs(void)
 							"Steps an executor claims at a time.",
 							NULL, &tasker_executor_batch_size, 4, 1, 1000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("tasker.stuck_step_threshold",
+							"A ready step no one claims for this long shows in tasker.stuck_steps.",
+							NULL, &tasker_stuck_step_threshold, 300, 1, 7 * 24 * 3600,
+							PGC_USERSET, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomBoolVariable("tasker.publish_events",
 							 "Sends lifecycle events on the tasker_events channel.",
 							 NULL, &tasker_publish_events, false, PGC_USERSET, 0,

@@ -137,7 +137,7 @@ DECLARE
 BEGIN
     WITH released AS (
         UPDATE tasker.workflow_steps c
-           SET pending_parents = c.pending_parents - 1
+           SET pending_parents = c.pending_parents - 1, updated_at = now()
           FROM tasker.workflow_step_edges e
          WHERE e.task_id = p_task_id AND e.from_step_id = p_step_id
            AND c.task_id = p_task_id AND c.workflow_step_id = e.to_step_id
