@@ -84,9 +84,16 @@ BEGIN
                jsonb_build_object('attempt', c.attempts, 'worker', p_worker)
           FROM claimed c
     ), started AS (
+        -- the tasks this claim starts, locked in ascending id like every
+        -- writer that locks several tasks (complete_steps, other claims):
+        -- two claims that start the same tasks wait, never deadlock
         UPDATE tasker.tasks t
            SET current_state = 'in_progress', transitions = t.transitions + 1, updated_at = now()
-         WHERE t.task_id IN (SELECT c.task_id FROM claimed c) AND t.current_state = 'pending'
+          FROM (SELECT p.task_id FROM tasker.tasks p
+                 WHERE p.task_id IN (SELECT c.task_id FROM claimed c) AND p.current_state = 'pending'
+                 ORDER BY p.task_id
+                   FOR UPDATE) l
+         WHERE t.task_id = l.task_id AND t.current_state = 'pending'
         RETURNING t.task_id, t.transitions
     ), started_logged AS (
         INSERT INTO tasker.task_transitions (task_id, from_state, to_state, sort_key)

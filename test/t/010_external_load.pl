@@ -1,16 +1,21 @@
 # 010_external_load.pl — correctness of the external-worker API under load.
 #
-# 2,000 tasks of a diamond template (a -> b, c -> d) with external steps are
-# worked by 8 concurrent pgbench clients, bounded by transaction count and
-# rounds.  Each client runs one of two worker loops: claim one step, then
-# fail it retryably (backoff 0) about one time in seven or complete it; or
-# claim up to four steps and complete them with one complete_steps call.
-# Claim and report are separate transactions, as in a real worker.  Then:
-# every task is complete; every step was completed exactly once, by its
-# last attempt; the transition logs agree with the final states (the last
-# transition's to_state is current_state, sort keys run 1..n without gaps,
-# each transition starts where the previous one ended); and no step was
-# claimed before all its parents had completed.
+# First, three generations of 600 fan tasks (ten independent roots) on a
+# queue of their own, each generation deleted and vacuumed away before the
+# next: 4 pgbench clients claim ten steps at a time (claims that start
+# several tasks at once and race with each other), and each round's claimed
+# steps are completed by one complete_steps call.  Then 2,000 tasks of a
+# diamond template (a -> b, c -> d) are worked by 8 concurrent pgbench
+# clients, each running one of two worker loops: claim one step, then fail
+# it retryably (backoff 0) about one time in seven or complete it; or claim
+# up to ten steps and complete them with one complete_steps call.  Claim
+# and report are separate transactions, as in a real worker.  Everything is
+# bounded by transaction counts and rounds.  Then: every task is complete;
+# every step was completed exactly once, by its last attempt; the
+# transition logs agree with the final states (the last transition's
+# to_state is current_state, sort keys run 1..n without gaps, each
+# transition starts where the previous one ended); no step was claimed
+# before all its parents had completed; and no deadlock was logged.
 use strict;
 use warnings;
 
@@ -19,6 +24,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $tasks = 2000;
+my $fans = 600;
+my $all_tasks = $tasks + $fans;
+my $all_steps = 4 * $tasks + 10 * $fans;
 my $clients = 8;
 
 my $node = PostgreSQL::Test::Cluster->new('external_load');
@@ -41,10 +49,11 @@ SELECT tasker.register_template('{
     {"name": "c", "queue": "load", "max_attempts": 50, "depends_on": ["a"]},
     {"name": "d", "queue": "load", "max_attempts": 50, "depends_on": ["b", "c"]}
   ]}')});
-is( $node->safe_psql('postgres', qq{
-	SELECT count(tasker.create_task('load', 'diamond', context => jsonb_build_object('n', g)))
-	  FROM generate_series(1, $tasks) g}),
-	$tasks, "$tasks diamond tasks created");
+$node->safe_psql('postgres', q{
+SELECT tasker.register_template(jsonb_build_object(
+  'namespace', 'load', 'name', 'fan', 'version', '1.0.0',
+  'steps', (SELECT jsonb_agg(jsonb_build_object('name', 'r' || i, 'queue', 'load_fan', 'max_attempts', 50))
+              FROM generate_series(1, 10) i)))});
 
 # The worker loops.  A claim that finds nothing still sets the variables
 # (coalesce), so the report statement turns into a no-op.  The single-step
@@ -56,7 +65,7 @@ PostgreSQL::Test::Utils::append_to_file($single, q{
 SELECT coalesce(max(c.step_id), 0) AS sid, coalesce(max(c.attempt), 0) AS att,
        coalesce(max(d.deps), '-') AS deps
   FROM tasker.claim_steps('load', 'single-' || :client_id, 1, '5 minutes') c
-  LEFT JOIN LATERAL (SELECT string_agg(k, '+' ORDER BY k) AS deps
+  LEFT JOIN LATERAL (SELECT string_agg(k, '+' ORDER BY k COLLATE "C") AS deps
                        FROM jsonb_object_keys(c.input -> 'dependencies') k) d ON true \gset
 \set roll random(1, 100)
 SELECT CASE WHEN :sid = 0 THEN 'idle'
@@ -68,7 +77,7 @@ SELECT CASE WHEN :sid = 0 THEN 'idle'
 PostgreSQL::Test::Utils::append_to_file($batch, q{
 SELECT count(*) AS n, coalesce(string_agg(step_id::text, ','), '0') AS ids,
        coalesce(string_agg(attempt::text, ','), '0') AS atts
-  FROM tasker.claim_steps('load', 'batch-' || :client_id, 4, '5 minutes') \gset
+  FROM tasker.claim_steps('load', 'batch-' || :client_id, 10, '5 minutes') \gset
 SELECT CASE WHEN :n = 0 THEN 0
             ELSE tasker.complete_steps(ARRAY[:ids]::bigint[], ARRAY[:atts]::integer[],
                      (SELECT array_agg(jsonb_build_object('attempt', a, 'worker', 'batch-' || :client_id))
@@ -76,29 +85,76 @@ SELECT CASE WHEN :n = 0 THEN 0
        END;
 });
 
-# Rounds of pgbench until every task is done (bounded: 60 rounds).
-my $unfinished = $tasks;
-my $rounds = 0;
-while ($unfinished > 0 && $rounds < 60)
+# Rounds of pgbench until every task of the queue is done (bounded: 60 rounds).
+sub work_queue
 {
-	$rounds++;
-	$node->command_ok(
-		[
-			'pgbench', '-n', '-c', $clients, '-j', $clients, '-t', '250',
-			'-f', "$single\@3", '-f', "$batch\@1", 'postgres'
-		],
-		"worker round $rounds");
-	$unfinished = $node->safe_psql('postgres',
-		q{SELECT count(*) FROM tasker.tasks WHERE current_state <> 'complete'});
+	my ($queue, @scripts) = @_;
+	my $unfinished = 1;
+	my $rounds = 0;
+	while ($unfinished > 0 && $rounds < 60)
+	{
+		$rounds++;
+		$node->command_ok(
+			[
+				'pgbench', '-n', '-c', $clients, '-j', $clients, '-t', '250',
+				(map { ('-f', $_) } @scripts), 'postgres'
+			],
+			"$queue: worker round $rounds");
+		$unfinished = $node->safe_psql('postgres', qq{
+			SELECT count(*) FROM tasker.workflow_steps
+			 WHERE queue = '$queue' AND current_state <> 'complete'});
+	}
+	note "$queue: all steps done after $rounds pgbench rounds" if $unfinished == 0;
 }
-note "all tasks done after $rounds pgbench rounds" if $unfinished == 0;
+# The fans first: on a small tasks table whose physical order is not the
+# order of the ids (three generations of fans, each deleted and vacuumed
+# away before the next), 4 clients claim ten steps at a time, then the
+# claimed steps are completed in one complete_steps call per round.
+my $claim_fans = "$dir/claim_fans.sql";
+PostgreSQL::Test::Utils::append_to_file($claim_fans, q{
+SELECT count(*) FROM tasker.claim_steps('load_fan', 'fan-' || :client_id, 10, '5 minutes');
+});
+foreach my $generation (1, 2, 3)
+{
+	$node->safe_psql('postgres', q{
+		DELETE FROM tasker.tasks;
+		VACUUM ANALYZE tasker.tasks;
+		VACUUM ANALYZE tasker.workflow_steps;}) if $generation > 1;
+	is( $node->safe_psql('postgres', qq{
+		SELECT count(tasker.create_task('load', 'fan', context => jsonb_build_object('n', g)))
+		  FROM generate_series(1, $fans) g}),
+		$fans, "$fans fan tasks created (generation $generation)");
+	$node->safe_psql('postgres', 'ANALYZE');
+	my $left = $fans * 10;
+	for (my $round = 1; $left > 0 && $round <= 10; $round++)
+	{
+		$node->command_ok(
+			[ 'pgbench', '-n', '-c', '4', '-j', '4', '-t', '100', '-f', $claim_fans, 'postgres' ],
+			"fans, generation $generation: claim round $round");
+		$node->safe_psql('postgres', q{
+			SELECT tasker.complete_steps(array_agg(workflow_step_id), array_agg(attempts),
+			                             array_agg(jsonb_build_object('attempt', attempts, 'worker', 'batch-fan')))
+			  FROM tasker.workflow_steps WHERE queue = 'load_fan' AND current_state = 'in_progress'});
+		$left = $node->safe_psql('postgres', q{
+			SELECT count(*) FROM tasker.workflow_steps
+			 WHERE queue = 'load_fan' AND current_state <> 'complete'});
+	}
+	is($left, '0', "fans, generation $generation: every step completed");
+}
+
+is( $node->safe_psql('postgres', qq{
+	SELECT count(tasker.create_task('load', 'diamond', context => jsonb_build_object('n', g)))
+	  FROM generate_series(1, $tasks) g}),
+	$tasks, "$tasks diamond tasks created");
+work_queue('load', "$single\@3", "$batch\@1");
+
 
 is( $node->safe_psql('postgres', q{
 	SELECT current_state, count(*) FROM tasker.tasks GROUP BY 1 ORDER BY 1}),
-	"complete|$tasks", 'every task is complete');
+	"complete|$all_tasks", 'every task is complete');
 is( $node->safe_psql('postgres', q{
 	SELECT current_state, count(*) FROM tasker.workflow_steps GROUP BY 1 ORDER BY 1}),
-	'complete|' . (4 * $tasks), 'every step is complete');
+	"complete|$all_steps", 'every step is complete');
 
 # The load took both paths: retries happened, and both worker loops completed steps.
 my ($retries, $by_batch, $by_single) = split /\|/, $node->safe_psql('postgres', q{
@@ -133,8 +189,9 @@ is( $node->safe_psql('postgres', q{
 # What a worker was given: the results of exactly its parents.
 is( $node->safe_psql('postgres', q{
 	SELECT name, results ->> 'deps', count(*) FROM tasker.workflow_steps
-	 WHERE results ->> 'worker' LIKE 'single-%' GROUP BY 1, 2 ORDER BY 1, 2}) =~ s/\|\d+$//mgr,
-	"a|-\nb|a\nc|a\nd|b+c", 'each step got its parents as dependencies');
+	 WHERE results ->> 'worker' LIKE 'single-%' GROUP BY 1, 2 ORDER BY name COLLATE "C", 2}) =~ s/\|\d+$//mgr,
+	"a|-\nb|a\nc|a\nd|b+c",
+	'each step got its parents as dependencies');
 
 # The transition logs agree with the final states.
 foreach my $log (
