@@ -226,7 +226,9 @@ CREATE FUNCTION tasker._execution_contexts(p_task_ids bigint[])
                    failed_steps bigint, ready_steps bigint, execution_status text,
                    recommended_action text, completion_percentage numeric, health_status text,
                    waiting_for_retry_steps bigint, skipped_steps bigint, cancelled_steps bigint)
-    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    -- by primary key whatever the ids: no need to plan each call anew
+    SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
     RETURN QUERY
     WITH counts AS (
@@ -444,7 +446,9 @@ CREATE FUNCTION tasker.analytics_metrics(since timestamptz DEFAULT NULL)
                    completion_rate numeric, error_rate numeric, avg_task_duration numeric,
                    avg_step_duration numeric, step_throughput bigint,
                    analysis_period_start timestamptz, calculated_at timestamptz)
-    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    -- (its estimates grow with the window: compiling it would cost more than running it)
+    SET jit = off AS $$
 DECLARE
     analysis_start timestamptz := coalesce(since, now() - interval '1 hour');
     tu bigint[] := tasker._unflushed_state_counts('task');
@@ -469,13 +473,14 @@ BEGIN
            AND tr.to_state IN ('complete', 'error', 'cancelled', 'resolved_manually')
          ORDER BY tr.task_id, tr.created_at DESC, tr.sort_key DESC
     ), task_period AS (
+        -- (a lookup per completed task, never a scan of tasks)
         SELECT count(*) AS throughput,
                count(*) FILTER (WHERE e.to_state = 'complete') AS completions,
                count(*) FILTER (WHERE e.to_state = 'error') AS errors,
-               avg(extract(epoch FROM e.created_at - x.created_at))
+               avg((SELECT extract(epoch FROM e.created_at - x.created_at)
+                      FROM tasker.tasks x WHERE x.task_id = e.task_id))
                    FILTER (WHERE e.to_state = 'complete') AS avg_seconds
           FROM task_ends e
-          JOIN tasker.tasks x ON x.task_id = e.task_id
     ), step_ends AS (
         SELECT DISTINCT ON (tr.task_id, tr.workflow_step_id)
                tr.task_id, tr.workflow_step_id, tr.to_state, tr.created_at
@@ -485,12 +490,11 @@ BEGIN
          ORDER BY tr.task_id, tr.workflow_step_id, tr.created_at DESC, tr.sort_key DESC
     ), step_period AS (
         SELECT count(*) AS throughput,
-               avg(extract(epoch FROM e.created_at - w.created_at))
+               avg((SELECT extract(epoch FROM e.created_at - w.created_at)
+                      FROM tasker.workflow_steps w
+                     WHERE w.task_id = e.task_id AND w.workflow_step_id = e.workflow_step_id))
                    FILTER (WHERE e.to_state = 'complete') AS avg_seconds
           FROM step_ends e
-          LEFT JOIN tasker.workflow_steps w
-            ON e.to_state = 'complete' AND w.task_id = e.task_id
-           AND w.workflow_step_id = e.workflow_step_id
     )
     SELECT a.n::bigint, k.namespaces, k.task_types,
            CASE WHEN tp.completions + tp.errors > 0
@@ -550,7 +554,9 @@ CREATE FUNCTION tasker.slowest_steps(since timestamptz DEFAULT NULL, limit_count
                    namespace_name text, version text, duration_seconds numeric,
                    attempts integer, created_at timestamptz, completed_at timestamptz,
                    retryable boolean, step_status text)
-    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    -- (its estimates grow with the window: compiling it would cost more than running it)
+    SET jit = off AS $$
 DECLARE
     analysis_start timestamptz := coalesce(since, now() - interval '24 hours');
 BEGIN
@@ -584,7 +590,9 @@ CREATE FUNCTION tasker.slowest_tasks(since timestamptz DEFAULT NULL, limit_count
                    duration_seconds numeric, step_count bigint, completed_steps bigint,
                    error_steps bigint, created_at timestamptz, completed_at timestamptz,
                    initiator text, source_system text)
-    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+    -- (its estimates grow with the window: compiling it would cost more than running it)
+    SET jit = off AS $$
 DECLARE
     analysis_start timestamptz := coalesce(since, now() - interval '24 hours');
 BEGIN
