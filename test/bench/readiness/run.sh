@@ -29,7 +29,8 @@ seconds=${BENCH_SECONDS:-4}
 
 [ "$(id -u)" = 0 ] || { echo "run as root (the server runs as user postgres)"; exit 1; }
 if [ "${BENCH_NO_INSTALL:-0}" != 1 ]; then
-    make -s -C "$top" >/dev/null && make -s -C "$top" install >/dev/null
+    make -s -C "$top" >/dev/null || { echo "build failed"; exit 1; }
+    make -s -C "$top" install >/dev/null || { echo "install failed"; exit 1; }
 fi
 bindir=$(pg_config --bindir)
 as_pg() { runuser -u postgres -- "$@"; }
