@@ -12,6 +12,7 @@ EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql
 
 PG_CPPFLAGS = -Isrc -Wall -Wextra -Werror -Wno-unused-parameter \
               -Wno-missing-field-initializers -Wno-sign-compare
+SHLIB_LINK += -lyaml
 
 # Every sql/*.sql is a test; create_extension runs first, the rest share its
 # database and keep to their own namespaces.
