@@ -18,7 +18,7 @@ tasks=${TASKS:-300}
 # 1. what a fresh machine lacks
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for p in postgresql-15 postgresql-server-dev-15 make gcc; do
+for p in postgresql-15 postgresql-server-dev-15 libyaml-dev make gcc; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
