@@ -493,6 +493,17 @@ ResolvePlain(YamlNode *node)
 		SetString(node);
 }
 
+/* ShortTag writes a core-schema tag the way it is usually written, !!int. */
+static const char *
+ShortTag(const char *tag)
+{
+	size_t		prefix = strlen(YAML_TAG_PREFIX);
+
+	if (strncmp(tag, YAML_TAG_PREFIX, prefix) == 0)
+		return psprintf("!!%s", tag + prefix);
+	return tag;
+}
+
 /* ReportBadTaggedValue raises that a tagged scalar does not fit its tag. */
 static void
 pg_attribute_noreturn()
@@ -547,7 +558,7 @@ ResolveTagged(YamlNode *node, const char *tag)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("unsupported YAML tag \"%s\" at line %d, column %d",
-						tag, node->line, node->column),
+						ShortTag(tag), node->line, node->column),
 				 errhint("Scalars may be tagged !!str, !!int, !!float, !!bool or !!null; other tags have no JSON meaning.")));
 }
 
@@ -561,7 +572,7 @@ CheckCollectionTag(const YamlNode *node, const yaml_char_t *tag, const char *exp
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 			 errmsg("unsupported YAML tag \"%s\" at line %d, column %d",
-					(const char *) tag, node->line, node->column),
+					ShortTag((const char *) tag), node->line, node->column),
 			 errhint("Sequences may only be tagged !!seq and mappings !!map.")));
 }
 
