@@ -114,8 +114,8 @@ DispatchOnce(long *next_due_ms)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	int			ready = 0;
-	Datum		args[3];
-	Oid			argtypes[3] = {TEXTARRAYOID, TIMESTAMPTZOID, BOOLOID};
+	Datum		args[4];
+	Oid			argtypes[4] = {TEXTARRAYOID, TIMESTAMPTZOID, BOOLOID, TIMESTAMPTZOID};
 	bool		isnull;
 	bool		housekeeping;
 
@@ -140,11 +140,17 @@ DispatchOnce(long *next_due_ms)
 							 GUC_ACTION_LOCAL, true, 0, false);
 	/* wake-ups at every commit only look for work; the rest once per poll */
 	housekeeping = now >= TimestampTzPlusMilliseconds(last_housekeeping, tasker_poll_interval);
+	/*
+	 * An executor registers before it claims: one that is missing from the
+	 * list read now made its claims later than this moment, and those are
+	 * not orphans.
+	 */
+	args[3] = TimestampTzGetDatum(GetCurrentTimestamp());
 	args[0] = PointerGetDatum(LiveExecutorNames());
 	args[1] = TimestampTzGetDatum(last_housekeeping);
 	args[2] = BoolGetDatum(housekeeping);
-	TaskerSpiExec("SELECT * FROM tasker._dispatcher_tick($1, $2, $3)", 3, argtypes, args, NULL,
-				  SPI_OK_SELECT);
+	TaskerSpiExec("SELECT * FROM tasker._dispatcher_tick($1, $2, $3, $4)", 4, argtypes, args,
+				  NULL, SPI_OK_SELECT);
 	if (SPI_processed == 1)
 	{
 		Datum		d;

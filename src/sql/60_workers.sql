@@ -40,7 +40,11 @@ $$;
 
 -- _recover_sql_steps counts as failed every SQL-handler step in progress
 -- whose executor is gone (it crashed, was killed, or the server restarted).
-CREATE FUNCTION tasker._recover_sql_steps(live_executors text[]) RETURNS integer
+-- live_executors was read at listed_at; a step claimed since then may be
+-- held by an executor that started after that read, so it is left alone
+-- (executors register before they claim).
+CREATE FUNCTION tasker._recover_sql_steps(live_executors text[], listed_at timestamptz)
+    RETURNS integer
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     step tasker.workflow_steps;
@@ -51,6 +55,7 @@ BEGIN
          WHERE current_state = 'in_progress' AND handler IS NOT NULL
            AND lease_expires_at IS NOT NULL
            AND claimed_by <> ALL (coalesce(live_executors, '{}'))
+           AND last_attempted_at < listed_at
          ORDER BY task_id, workflow_step_id
            FOR UPDATE SKIP LOCKED
     LOOP
@@ -68,7 +73,7 @@ END $$;
 -- the last round; always it returns how many SQL steps are ready and in
 -- how many ms the next backing-off one comes due.
 CREATE FUNCTION tasker._dispatcher_tick(live_executors text[], since timestamptz,
-                                        housekeeping boolean,
+                                        housekeeping boolean, listed_at timestamptz,
                                         OUT ready integer, OUT next_due_ms double precision)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -76,7 +81,7 @@ DECLARE
 BEGIN
     IF housekeeping THEN
         PERFORM tasker.reap_expired_leases();
-        PERFORM tasker._recover_sql_steps(live_executors);
+        PERFORM tasker._recover_sql_steps(live_executors, listed_at);
     END IF;
 
     FOR q IN

@@ -69,10 +69,15 @@ is( $node->safe_psql('postgres', qq{
 	 WHERE w.pid = $pid}),
 	't', 'tasker.workers and the step name the executor that runs it');
 
-# The claim was committed asynchronously; a synchronous commit flushes the
-# WAL up to here, so the claim survives the crash and the lost attempt is
-# the one this test follows (were it lost, the step would merely be ready).
-$node->safe_psql('postgres', 'SELECT pg_current_xact_id()');
+# The claim was committed asynchronously.  A transaction that writes and
+# commits synchronously flushes the WAL past it, so that the claim survives
+# the crash and the lost attempt is the one this test follows (a claim lost
+# in a crash merely leaves the step ready).
+my $lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()');
+is( $node->safe_psql('postgres', qq{
+	CREATE TABLE crash.flushed AS SELECT 1;
+	SELECT pg_current_wal_flush_lsn() >= '$lsn'}),
+	't', 'the claim is on disk');
 
 my $log_offset = -s $node->logfile;
 ok(kill('KILL', $pid), "executor $pid killed with SIGKILL");
