@@ -260,12 +260,14 @@ FindAnchor(YamlReader *r, const char *name)
 
 /* Text helpers for scalar resolution ----------------------------------- */
 
+/* TextIs tells whether the text is exactly word. */
 static bool
 TextIs(const char *s, int len, const char *word)
 {
 	return strlen(word) == (size_t) len && memcmp(s, word, len) == 0;
 }
 
+/* TextIsAny tells whether the text is one of a NULL-terminated list. */
 static bool
 TextIsAny(const char *s, int len, const char *const *words)
 {
@@ -656,6 +658,7 @@ ComparePairs(const void *a, const void *b)
 	return pa->order < pb->order ? -1 : (pa->order > pb->order ? 1 : 0);
 }
 
+/* SameKey tells whether two pairs have the same key. */
 static bool
 SameKey(const YamlPair *a, const YamlPair *b)
 {
