@@ -95,10 +95,10 @@ my $alpha_dispatcher = dispatcher('alpha');
 $node->safe_psql('postgres', 'CREATE DATABASE gamma');
 $node->safe_psql('gamma', $setup);
 {
-	local $PostgreSQL::Test::Utils::timeout_default = 5;
+	local $PostgreSQL::Test::Utils::timeout_default = 8;
 	ok( $node->poll_query_until('postgres', q{
 		SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'tasker dispatcher' AND datname = 'gamma'}),
-		'gamma: a dispatcher within 5 s of CREATE EXTENSION');
+		'gamma: a dispatcher within 8 s of CREATE EXTENSION');
 }
 run_tasks('gamma', 5);
 ok($node->safe_psql('postgres', q{
@@ -122,10 +122,10 @@ is(dispatcher('alpha'), $alpha_dispatcher, 'alpha kept its dispatcher throughout
 $node->safe_psql('gamma', 'DROP SCHEMA two CASCADE');
 $node->safe_psql('gamma', $setup);
 {
-	local $PostgreSQL::Test::Utils::timeout_default = 5;
+	local $PostgreSQL::Test::Utils::timeout_default = 8;
 	ok( $node->poll_query_until('postgres', q{
 		SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'tasker dispatcher' AND datname = 'gamma'}),
-		'gamma: a dispatcher again within 5 s of the second CREATE EXTENSION');
+		'gamma: a dispatcher again within 8 s of the second CREATE EXTENSION');
 }
 run_tasks('gamma', 5);
 
