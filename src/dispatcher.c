@@ -92,15 +92,16 @@ ExtensionEpoch(void)
 }
 
 /*
- * MarkNoExtension records that this database has no tasker, unless a
- * CREATE EXTENSION committed since the look began (then the launcher starts
- * a new dispatcher after its usual restart delay).
+ * NoteExtension records for the launcher whether this database has tasker.
+ * "No" stands only if no CREATE EXTENSION committed since the look began;
+ * otherwise the launcher starts a new dispatcher after its usual restart
+ * delay instead of waiting for its next look at databases without tasker.
  */
 static void
-MarkNoExtension(uint32 epoch_before_look)
+NoteExtension(bool installed, uint32 epoch_before_look)
 {
 	LWLockAcquire(tasker_shared->lock, LW_EXCLUSIVE);
-	my_slot->no_extension = my_slot->extension_epoch == epoch_before_look;
+	my_slot->no_extension = !installed && my_slot->extension_epoch == epoch_before_look;
 	LWLockRelease(tasker_shared->lock);
 }
 
@@ -229,11 +230,9 @@ TaskerDispatcherMain(Datum main_arg)
 	StartTransactionCommand();
 	installed = TaskerExtensionInstalled();
 	CommitTransactionCommand();
+	NoteExtension(installed, epoch);
 	if (!installed)
-	{
-		MarkNoExtension(epoch);
 		proc_exit(0);
-	}
 
 	ereport(LOG, (errmsg("tasker dispatcher started")));
 	loop_context = AllocSetContextCreate(TopMemoryContext, "tasker dispatcher loop",
@@ -275,7 +274,7 @@ TaskerDispatcherMain(Datum main_arg)
 			if (ready < 0)
 			{
 				/* DROP EXTENSION: nothing left to serve here */
-				MarkNoExtension(epoch);
+				NoteExtension(false, epoch);
 				/* idle executors notice it when they next try to claim */
 				TaskerWakeIdleExecutors(dispatcher_database, TASKER_MAX_EXECUTORS);
 				ereport(LOG, (errmsg("tasker dispatcher stopping: extension dropped")));
