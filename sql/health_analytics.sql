@@ -238,7 +238,7 @@ SELECT hlt_test.counter_errors();
 -- recount_states rebuilds the counters from a full count (into row 0),
 -- and they match; it refuses to run under a snapshot older than its lock.
 SELECT tasker.recount_states();
-SELECT count(*) FILTER (WHERE slot = 0) AS recounted_rows FROM tasker.task_state_counts;
+SELECT count(*) FILTER (WHERE slot = 0) AS recounted_rows FROM tasker.state_counts;
 SELECT hlt_test.counter_errors();
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 CALL hlt_test.expect_error('SELECT tasker.recount_states()');

@@ -7,12 +7,12 @@
  * small array in backend memory, one frame per subtransaction level (a
  * frame is dropped when its subtransaction aborts and merged into its
  * parent when it commits).  Just before the top-level transaction commits,
- * the sums are added to this backend's own row of tasker.task_state_counts
- * and tasker.step_state_counts, keyed by its backend id.  Two sessions never
- * update the same row, so counting never serializes the claim and complete
- * paths; and a transaction that changes a thousand states writes each
- * counter row once.  Readers add up the rows (one per backend that ever
- * changed a state) plus the unflushed deltas of their own transaction.
+ * the sums are added to this backend's own row of tasker.state_counts,
+ * keyed by its backend id, in one UPDATE.  Two sessions never update the
+ * same row, so counting never serializes the claim and complete paths; and
+ * a transaction that changes a thousand states writes its counter row once.
+ * Readers add up the rows (one per backend that ever changed a state) plus
+ * the unflushed deltas of their own transaction.
  *
  * A prepared transaction (two-phase commit) writes its deltas to a row of
  * its own, keyed by its negated transaction id: the backend's usual row must
@@ -70,7 +70,9 @@ static int	frame_count = 0;
 static int	frame_space = 0;
 static bool callbacks_registered = false;
 
-static SPIPlanPtr flush_plans[2] = {NULL, NULL};
+/* the kept statements of FlushCounts: an UPDATE, and an upsert for a new row */
+static SPIPlanPtr update_plan = NULL;
+static SPIPlanPtr upsert_plan = NULL;
 
 static void CountsXactCallback(XactEvent event, void *arg);
 static void CountsSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
@@ -216,91 +218,90 @@ RelationOwner(Oid relid)
 }
 
 /*
- * FlushPlan returns the kept upsert that adds deltas to one counter row.
- */
-static SPIPlanPtr
-FlushPlan(CountedMachine machine)
-{
-	const char *table = machine == MACHINE_TASK ? "task_state_counts" : "step_state_counts";
-	const char *const *names = machine == MACHINE_TASK ? task_buckets : step_buckets;
-	int			n = machine == MACHINE_TASK ? TASK_BUCKETS : STEP_BUCKETS;
-	Oid			types[STEP_BUCKETS + 1];
-	StringInfoData sql;
-	SPIPlanPtr	plan;
-	int			i;
-
-	if (flush_plans[machine] != NULL)
-		return flush_plans[machine];
-
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "INSERT INTO tasker.%s AS c (slot", table);
-	for (i = 0; i < n; i++)
-		appendStringInfo(&sql, ", %s", names[i]);
-	appendStringInfoString(&sql, ") VALUES ($1");
-	for (i = 0; i < n; i++)
-		appendStringInfo(&sql, ", $%d", i + 2);
-	appendStringInfoString(&sql, ") ON CONFLICT (slot) DO UPDATE SET ");
-	for (i = 0; i < n; i++)
-		appendStringInfo(&sql, "%s%s = c.%s OPERATOR(pg_catalog.+) excluded.%s",
-						 i > 0 ? ", " : "", names[i], names[i], names[i]);
-
-	types[0] = INT8OID;
-	for (i = 0; i < n; i++)
-		types[i + 1] = INT8OID;
-	plan = SPI_prepare(sql.data, n + 1, types);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare the state count flush: %s",
-			 SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	flush_plans[machine] = plan;
-	pfree(sql.data);
-	return plan;
-}
-
-/*
- * FlushMachine adds one machine's deltas to the counter row slot.
+ * PrepareFlush prepares (once per backend) the statements that add the
+ * deltas to a counter row: "UPDATE ... SET c = c + $n ... WHERE slot = $1",
+ * and the upsert used when the row does not exist yet.
  */
 static void
-FlushMachine(CountedMachine machine, const int64 *deltas, int64 slot)
+PrepareFlush(void)
 {
-	int			n = machine == MACHINE_TASK ? TASK_BUCKETS : STEP_BUCKETS;
-	Datum		values[STEP_BUCKETS + 1];
-	bool		any = false;
+	Oid			types[TASK_BUCKETS + STEP_BUCKETS + 1];
+	StringInfoData update;
+	StringInfoData upsert;
+	int			n = 0;
 	int			i;
-	int			rc;
+	int			m;
 
-	for (i = 0; i < n; i++)
-		if (deltas[i] != 0)
-			any = true;
-	if (!any)
+	if (update_plan != NULL && upsert_plan != NULL)
 		return;
 
-	values[0] = Int64GetDatum(slot);
-	for (i = 0; i < n; i++)
-		values[i + 1] = Int64GetDatum(deltas[i]);
-	rc = SPI_execute_plan(FlushPlan(machine), values, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "state count flush failed: %s", SPI_result_code_string(rc));
+	initStringInfo(&update);
+	initStringInfo(&upsert);
+	appendStringInfoString(&update, "UPDATE tasker.state_counts AS c SET ");
+	appendStringInfoString(&upsert, "INSERT INTO tasker.state_counts AS c (slot");
+	for (m = 0; m < 2; m++)
+	{
+		const char *prefix = m == 0 ? "tasks_" : "steps_";
+		const char *const *names = m == 0 ? task_buckets : step_buckets;
+		int			count = m == 0 ? TASK_BUCKETS : STEP_BUCKETS;
+
+		for (i = 0; i < count; i++)
+		{
+			n++;
+			appendStringInfo(&update, "%s%s%s = c.%s%s OPERATOR(pg_catalog.+) $%d",
+							 n > 1 ? ", " : "", prefix, names[i], prefix, names[i], n + 1);
+			appendStringInfo(&upsert, ", %s%s", prefix, names[i]);
+		}
+	}
+	appendStringInfoString(&update, " WHERE c.slot OPERATOR(pg_catalog.=) $1");
+	appendStringInfoString(&upsert, ") VALUES ($1");
+	for (i = 1; i <= n; i++)
+		appendStringInfo(&upsert, ", $%d", i + 1);
+	appendStringInfoString(&upsert, ") ON CONFLICT (slot) DO NOTHING");
+
+	for (i = 0; i <= n; i++)
+		types[i] = INT8OID;
+	update_plan = SPI_prepare(update.data, n + 1, types);
+	upsert_plan = SPI_prepare(upsert.data, n + 1, types);
+	if (update_plan == NULL || upsert_plan == NULL)
+		elog(ERROR, "could not prepare the state count flush: %s",
+			 SPI_result_code_string(SPI_result));
+	SPI_keepplan(update_plan);
+	SPI_keepplan(upsert_plan);
+	pfree(update.data);
+	pfree(upsert.data);
 }
 
 /*
- * FlushCounts writes the transaction's deltas to the counter tables, as the
- * owner of those tables (a worker role needs no privilege on them).
+ * FlushCounts adds the transaction's deltas to the counter row, as the
+ * owner of the counter table (a worker role needs no privilege on it).
  */
 static void
 FlushCounts(bool prepared)
 {
 	CountFrame	sum = SumFrames();
-	Oid			task_table;
-	Oid			step_table;
+	Datum		values[TASK_BUCKETS + STEP_BUCKETS + 1];
+	bool		any = false;
+	Oid			table;
 	Oid			saved_user;
 	int			saved_context;
 	int64		slot;
+	int			rc;
+	int			i;
 
 	frame_count = 0;
-	task_table = CounterTable("task_state_counts");
-	step_table = CounterTable("step_state_counts");
-	if (!OidIsValid(task_table) || !OidIsValid(step_table))
+	for (i = 0; i < TASK_BUCKETS; i++)
+	{
+		values[1 + i] = Int64GetDatum(sum.task[i]);
+		any |= sum.task[i] != 0;
+	}
+	for (i = 0; i < STEP_BUCKETS; i++)
+	{
+		values[1 + TASK_BUCKETS + i] = Int64GetDatum(sum.step[i]);
+		any |= sum.step[i] != 0;
+	}
+	table = CounterTable("state_counts");
+	if (!any || !OidIsValid(table))
 		return;
 
 #if PG_VERSION_NUM >= 170000
@@ -310,15 +311,28 @@ FlushCounts(bool prepared)
 #endif
 	if (prepared)
 		slot = -(int64) GetTopTransactionId();
+	values[0] = Int64GetDatum(slot);
 
 	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(RelationOwner(step_table),
-						   saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(RelationOwner(table), saved_context | SECURITY_LOCAL_USERID_CHANGE);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	FlushMachine(MACHINE_TASK, sum.task, slot);
-	FlushMachine(MACHINE_STEP, sum.step, slot);
+	PrepareFlush();
+	for (;;)
+	{
+		rc = SPI_execute_plan(update_plan, values, NULL, false, 0);
+		if (rc != SPI_OK_UPDATE)
+			elog(ERROR, "state count flush failed: %s", SPI_result_code_string(rc));
+		if (SPI_processed > 0)
+			break;
+		/* a new row: insert it, then add to it (nobody else writes this slot) */
+		rc = SPI_execute_plan(upsert_plan, values, NULL, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "state count flush failed: %s", SPI_result_code_string(rc));
+		if (SPI_processed > 0)
+			break;
+	}
 	SPI_finish();
 	PopActiveSnapshot();
 	SetUserIdAndSecContext(saved_user, saved_context);
@@ -499,23 +513,23 @@ tasker_count_states(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(tasker_unflushed_state_counts);
 
 /*
- * tasker_unflushed_state_counts is tasker._unflushed_state_counts(machine):
- * the deltas this transaction has counted and not yet written, in column
- * order of the machine's counter table.
+ * tasker_unflushed_state_counts is tasker._unflushed_state_counts(): the
+ * deltas this transaction has counted and not yet written, in the column
+ * order of tasker.state_counts (tasks, then steps).
  */
 Datum
 tasker_unflushed_state_counts(PG_FUNCTION_ARGS)
 {
-	CountedMachine machine = MachineArgument(text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	int			n = machine == MACHINE_TASK ? TASK_BUCKETS : STEP_BUCKETS;
 	CountFrame	sum = SumFrames();
-	Datum		values[STEP_BUCKETS];
+	Datum		values[TASK_BUCKETS + STEP_BUCKETS];
 	int			i;
 
-	for (i = 0; i < n; i++)
-		values[i] = Int64GetDatum(machine == MACHINE_TASK ? sum.task[i] : sum.step[i]);
-	PG_RETURN_ARRAYTYPE_P(construct_array(values, n, INT8OID, sizeof(int64),
-										  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	for (i = 0; i < TASK_BUCKETS; i++)
+		values[i] = Int64GetDatum(sum.task[i]);
+	for (i = 0; i < STEP_BUCKETS; i++)
+		values[TASK_BUCKETS + i] = Int64GetDatum(sum.step[i]);
+	PG_RETURN_ARRAYTYPE_P(construct_array(values, TASK_BUCKETS + STEP_BUCKETS, INT8OID,
+										  sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
 PG_FUNCTION_INFO_V1(tasker_forget_state_counts);

@@ -19,39 +19,34 @@
 -- counts never serialize claims and completions, and system_health_counts
 -- reads a few dozen rows instead of a million.
 
-CREATE TABLE tasker.task_state_counts (
+CREATE TABLE tasker.state_counts (
     slot            bigint PRIMARY KEY,   -- backend id; 0 = recount_states(); < 0 = a prepared transaction
-    pending         bigint NOT NULL DEFAULT 0,
-    in_progress     bigint NOT NULL DEFAULT 0,
-    complete        bigint NOT NULL DEFAULT 0,
-    error           bigint NOT NULL DEFAULT 0,
-    cancelled       bigint NOT NULL DEFAULT 0,
-    resolved_manually bigint NOT NULL DEFAULT 0
+    tasks_pending   bigint NOT NULL DEFAULT 0,
+    tasks_in_progress bigint NOT NULL DEFAULT 0,
+    tasks_complete  bigint NOT NULL DEFAULT 0,
+    tasks_error     bigint NOT NULL DEFAULT 0,
+    tasks_cancelled bigint NOT NULL DEFAULT 0,
+    tasks_resolved_manually bigint NOT NULL DEFAULT 0,
+    steps_pending   bigint NOT NULL DEFAULT 0,
+    steps_in_progress bigint NOT NULL DEFAULT 0,
+    steps_waiting_for_retry bigint NOT NULL DEFAULT 0,
+    steps_complete  bigint NOT NULL DEFAULT 0,
+    steps_error     bigint NOT NULL DEFAULT 0,
+    steps_exhausted bigint NOT NULL DEFAULT 0,   -- of those in error: attempts >= max_attempts
+    steps_cancelled bigint NOT NULL DEFAULT 0,
+    steps_resolved_manually bigint NOT NULL DEFAULT 0
 );
-COMMENT ON TABLE tasker.task_state_counts IS
-    'Tasks per state as deltas, one row per backend that changed a task''s state; sum the rows (system_health_counts does). Kept by triggers; tasker.recount_states() rebuilds it.';
-
-CREATE TABLE tasker.step_state_counts (
-    slot            bigint PRIMARY KEY,
-    pending         bigint NOT NULL DEFAULT 0,
-    in_progress     bigint NOT NULL DEFAULT 0,
-    waiting_for_retry bigint NOT NULL DEFAULT 0,
-    complete        bigint NOT NULL DEFAULT 0,
-    error           bigint NOT NULL DEFAULT 0,
-    exhausted       bigint NOT NULL DEFAULT 0,   -- of those in error: attempts >= max_attempts
-    cancelled       bigint NOT NULL DEFAULT 0,
-    resolved_manually bigint NOT NULL DEFAULT 0
-);
-COMMENT ON TABLE tasker.step_state_counts IS
-    'Steps per state as deltas, one row per backend that changed a step''s state; sum the rows (system_health_counts does). Kept by triggers; tasker.recount_states() rebuilds it.';
+COMMENT ON TABLE tasker.state_counts IS
+    'Tasks and steps per state as deltas, one row per backend that changed a state; sum the rows (system_health_counts does). Kept by triggers; tasker.recount_states() rebuilds it.';
 
 CREATE FUNCTION tasker._count_states() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'tasker_count_states';
 
 -- _unflushed_state_counts: the deltas this transaction counted and has not
--- written yet (they are written just before it commits), in column order.
-CREATE FUNCTION tasker._unflushed_state_counts(machine text) RETURNS bigint[]
-    LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'tasker_unflushed_state_counts';
+-- written yet (they are written just before it commits), in the column
+-- order of state_counts.
+CREATE FUNCTION tasker._unflushed_state_counts() RETURNS bigint[]
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'tasker_unflushed_state_counts';
 
 CREATE FUNCTION tasker._forget_state_counts(machine text) RETURNS void
     LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'tasker_forget_state_counts';
@@ -79,9 +74,14 @@ CREATE FUNCTION tasker._count_truncate() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_ARGV[0] = 'task' THEN
-        DELETE FROM tasker.task_state_counts;
+        UPDATE tasker.state_counts
+           SET tasks_pending = 0, tasks_in_progress = 0, tasks_complete = 0, tasks_error = 0,
+               tasks_cancelled = 0, tasks_resolved_manually = 0;
     ELSE
-        DELETE FROM tasker.step_state_counts;
+        UPDATE tasker.state_counts
+           SET steps_pending = 0, steps_in_progress = 0, steps_waiting_for_retry = 0,
+               steps_complete = 0, steps_error = 0, steps_exhausted = 0, steps_cancelled = 0,
+               steps_resolved_manually = 0;
     END IF;
     PERFORM tasker._forget_state_counts(TG_ARGV[0]);
     RETURN NULL;
@@ -105,30 +105,27 @@ BEGIN
     -- writers wait until the count is done; the statements below see
     -- everything committed before the lock was granted
     LOCK TABLE tasker.tasks, tasker.workflow_steps IN SHARE MODE;
-    DELETE FROM tasker.task_state_counts;
-    DELETE FROM tasker.step_state_counts;
+    DELETE FROM tasker.state_counts;
     PERFORM tasker._forget_state_counts('task');
     PERFORM tasker._forget_state_counts('step');
-    INSERT INTO tasker.task_state_counts
-    SELECT 0,
-           count(*) FILTER (WHERE current_state = 'pending'),
-           count(*) FILTER (WHERE current_state = 'in_progress'),
-           count(*) FILTER (WHERE current_state = 'complete'),
-           count(*) FILTER (WHERE current_state = 'error'),
-           count(*) FILTER (WHERE current_state = 'cancelled'),
-           count(*) FILTER (WHERE current_state = 'resolved_manually')
-      FROM tasker.tasks;
-    INSERT INTO tasker.step_state_counts
-    SELECT 0,
-           count(*) FILTER (WHERE current_state = 'pending'),
-           count(*) FILTER (WHERE current_state = 'in_progress'),
-           count(*) FILTER (WHERE current_state = 'waiting_for_retry'),
-           count(*) FILTER (WHERE current_state = 'complete'),
-           count(*) FILTER (WHERE current_state = 'error'),
-           count(*) FILTER (WHERE current_state = 'error' AND attempts >= max_attempts),
-           count(*) FILTER (WHERE current_state = 'cancelled'),
-           count(*) FILTER (WHERE current_state = 'resolved_manually')
-      FROM tasker.workflow_steps;
+    INSERT INTO tasker.state_counts
+    SELECT 0, t.*, s.*
+      FROM (SELECT count(*) FILTER (WHERE current_state = 'pending'),
+                   count(*) FILTER (WHERE current_state = 'in_progress'),
+                   count(*) FILTER (WHERE current_state = 'complete'),
+                   count(*) FILTER (WHERE current_state = 'error'),
+                   count(*) FILTER (WHERE current_state = 'cancelled'),
+                   count(*) FILTER (WHERE current_state = 'resolved_manually')
+              FROM tasker.tasks) t,
+           (SELECT count(*) FILTER (WHERE current_state = 'pending'),
+                   count(*) FILTER (WHERE current_state = 'in_progress'),
+                   count(*) FILTER (WHERE current_state = 'waiting_for_retry'),
+                   count(*) FILTER (WHERE current_state = 'complete'),
+                   count(*) FILTER (WHERE current_state = 'error'),
+                   count(*) FILTER (WHERE current_state = 'error' AND attempts >= max_attempts),
+                   count(*) FILTER (WHERE current_state = 'cancelled'),
+                   count(*) FILTER (WHERE current_state = 'resolved_manually')
+              FROM tasker.workflow_steps) s;
 END $$;
 COMMENT ON FUNCTION tasker.recount_states() IS
     'Rebuilds the task and step state counters from a full count (after a restore with triggers disabled, or to check them); blocks writers while it counts.';
@@ -386,28 +383,27 @@ CREATE FUNCTION tasker.system_health_counts()
                    free_worker_slots bigint)
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    tu bigint[] := tasker._unflushed_state_counts('task');
-    su bigint[] := tasker._unflushed_state_counts('step');
+    u bigint[] := tasker._unflushed_state_counts();     -- this transaction's own changes
 BEGIN
     RETURN QUERY
     WITH t AS (
-        SELECT coalesce(sum(c.pending), 0) + tu[1] AS pending,
-               coalesce(sum(c.in_progress), 0) + tu[2] AS in_progress,
-               coalesce(sum(c.complete), 0) + tu[3] AS complete,
-               coalesce(sum(c.error), 0) + tu[4] AS error,
-               coalesce(sum(c.cancelled), 0) + tu[5] AS cancelled,
-               coalesce(sum(c.resolved_manually), 0) + tu[6] AS resolved_manually
-          FROM tasker.task_state_counts c
+        SELECT coalesce(sum(c.tasks_pending), 0) + u[1] AS pending,
+               coalesce(sum(c.tasks_in_progress), 0) + u[2] AS in_progress,
+               coalesce(sum(c.tasks_complete), 0) + u[3] AS complete,
+               coalesce(sum(c.tasks_error), 0) + u[4] AS error,
+               coalesce(sum(c.tasks_cancelled), 0) + u[5] AS cancelled,
+               coalesce(sum(c.tasks_resolved_manually), 0) + u[6] AS resolved_manually
+          FROM tasker.state_counts c
     ), s AS (
-        SELECT coalesce(sum(c.pending), 0) + su[1] AS pending,
-               coalesce(sum(c.in_progress), 0) + su[2] AS in_progress,
-               coalesce(sum(c.waiting_for_retry), 0) + su[3] AS waiting_for_retry,
-               coalesce(sum(c.complete), 0) + su[4] AS complete,
-               coalesce(sum(c.error), 0) + su[5] AS error,
-               coalesce(sum(c.exhausted), 0) + su[6] AS exhausted,
-               coalesce(sum(c.cancelled), 0) + su[7] AS cancelled,
-               coalesce(sum(c.resolved_manually), 0) + su[8] AS resolved_manually
-          FROM tasker.step_state_counts c
+        SELECT coalesce(sum(c.steps_pending), 0) + u[7] AS pending,
+               coalesce(sum(c.steps_in_progress), 0) + u[8] AS in_progress,
+               coalesce(sum(c.steps_waiting_for_retry), 0) + u[9] AS waiting_for_retry,
+               coalesce(sum(c.steps_complete), 0) + u[10] AS complete,
+               coalesce(sum(c.steps_error), 0) + u[11] AS error,
+               coalesce(sum(c.steps_exhausted), 0) + u[12] AS exhausted,
+               coalesce(sum(c.steps_cancelled), 0) + u[13] AS cancelled,
+               coalesce(sum(c.steps_resolved_manually), 0) + u[14] AS resolved_manually
+          FROM tasker.state_counts c
     ), backoff AS (
         SELECT count(*) AS n FROM tasker.workflow_steps w
          WHERE w.current_state = 'waiting_for_retry' AND w.next_attempt_at > now()
@@ -451,12 +447,12 @@ CREATE FUNCTION tasker.analytics_metrics(since timestamptz DEFAULT NULL)
     SET jit = off AS $$
 DECLARE
     analysis_start timestamptz := coalesce(since, now() - interval '1 hour');
-    tu bigint[] := tasker._unflushed_state_counts('task');
+    u bigint[] := tasker._unflushed_state_counts();
 BEGIN
     RETURN QUERY
     WITH active AS (
-        SELECT coalesce(sum(c.pending + c.in_progress), 0) + tu[1] + tu[2] AS n
-          FROM tasker.task_state_counts c
+        SELECT coalesce(sum(c.tasks_pending + c.tasks_in_progress), 0) + u[1] + u[2] AS n
+          FROM tasker.state_counts c
     ), used_templates AS (
         SELECT nt.namespace_id, nt.name
           FROM tasker.named_tasks nt
