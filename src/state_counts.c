@@ -477,8 +477,14 @@ MachineArgument(const char *name)
 PG_FUNCTION_INFO_V1(tasker_count_states);
 
 /*
- * tasker_count_states is the AFTER row trigger (argument 'task' or 'step')
- * that counts inserted, deleted and moved rows.
+ * tasker_count_states is the row trigger (argument 'task' or 'step') that
+ * counts rows: AFTER INSERT OR DELETE (so that an INSERT ... ON CONFLICT DO
+ * NOTHING counts only the rows it inserts), and BEFORE UPDATE for changes
+ * of state, the hot path (no after-trigger event to queue and refetch).  A
+ * BEFORE UPDATE trigger runs once the row is locked, so the update then
+ * happens unless the statement fails, and then the (sub)transaction's
+ * deltas are dropped with it.  It is named to run after the state
+ * machine's check, and no BEFORE trigger after it may skip the row.
  */
 Datum
 tasker_count_states(PG_FUNCTION_ARGS)
@@ -491,22 +497,23 @@ tasker_count_states(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "tasker_count_states: not called by the trigger manager");
 	event = trigdata->tg_event;
-	if (!TRIGGER_FIRED_AFTER(event) || trigdata->tg_trigger->tgnargs != 1)
-		elog(ERROR, "tasker_count_states: must be an AFTER trigger with one argument");
+	if (!TRIGGER_FIRED_FOR_ROW(event) || trigdata->tg_trigger->tgnargs != 1)
+		elog(ERROR, "tasker_count_states: must be a row trigger with one argument");
+	if (TRIGGER_FIRED_BY_UPDATE(event) ? TRIGGER_FIRED_AFTER(event) : !TRIGGER_FIRED_AFTER(event))
+		elog(ERROR, "tasker_count_states: must fire BEFORE UPDATE, or AFTER INSERT or DELETE");
 	machine = MachineArgument(trigdata->tg_trigger->tgargs[0]);
-	if (!TRIGGER_FIRED_FOR_ROW(event))
-		elog(ERROR, "tasker_count_states: must be a row trigger");
-
 	desc = trigdata->tg_relation->rd_att;
+
+	if (TRIGGER_FIRED_BY_UPDATE(event))
+	{
+		CountRow(machine, trigdata->tg_trigtuple, desc, -1);
+		CountRow(machine, trigdata->tg_newtuple, desc, 1);
+		return PointerGetDatum(trigdata->tg_newtuple);
+	}
 	if (TRIGGER_FIRED_BY_INSERT(event))
 		CountRow(machine, trigdata->tg_trigtuple, desc, 1);
 	else if (TRIGGER_FIRED_BY_DELETE(event))
 		CountRow(machine, trigdata->tg_trigtuple, desc, -1);
-	else if (TRIGGER_FIRED_BY_UPDATE(event))
-	{
-		CountRow(machine, trigdata->tg_trigtuple, desc, -1);
-		CountRow(machine, trigdata->tg_newtuple, desc, 1);
-	}
 	return PointerGetDatum(NULL);
 }
 

@@ -40,29 +40,39 @@ COMMENT ON TABLE tasker.state_counts IS
     'Tasks and steps per state as deltas, one row per backend that changed a state; sum the rows (system_health_counts does). Kept by triggers; tasker.recount_states() rebuilds it.';
 
 CREATE FUNCTION tasker._count_states() RETURNS trigger
-    LANGUAGE c AS 'MODULE_PATHNAME', 'tasker_count_states';
+    LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'tasker_count_states';
+COMMENT ON FUNCTION tasker._count_states() IS
+    'Row trigger (argument task or step): counts inserted, deleted and moved rows into this transaction''s state count deltas.';
 
 -- _unflushed_state_counts: the deltas this transaction counted and has not
 -- written yet (they are written just before it commits), in the column
 -- order of state_counts.
 CREATE FUNCTION tasker._unflushed_state_counts() RETURNS bigint[]
-    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'tasker_unflushed_state_counts';
+    LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'tasker_unflushed_state_counts';
+COMMENT ON FUNCTION tasker._unflushed_state_counts() IS
+    'The state count deltas this transaction has not written yet, in the column order of tasker.state_counts.';
 
 CREATE FUNCTION tasker._forget_state_counts(machine text) RETURNS void
-    LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'tasker_forget_state_counts';
+    LANGUAGE c STRICT VOLATILE SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'tasker_forget_state_counts';
+COMMENT ON FUNCTION tasker._forget_state_counts(text) IS
+    'Drops this transaction''s unwritten state count deltas of the task or step machine (after TRUNCATE or a recount).';
 
 CREATE TRIGGER tasks_count_rows
     AFTER INSERT OR DELETE ON tasker.tasks
     FOR EACH ROW EXECUTE FUNCTION tasker._count_states('task');
+-- Moves are counted by BEFORE triggers, cheaper on the hot path; their names
+-- sort after the state machine's (*_check_transition), which fires first.
 CREATE TRIGGER tasks_count_moves
-    AFTER UPDATE OF current_state ON tasker.tasks
+    BEFORE UPDATE OF current_state ON tasker.tasks
     FOR EACH ROW WHEN (OLD.current_state IS DISTINCT FROM NEW.current_state)
     EXECUTE FUNCTION tasker._count_states('task');
 CREATE TRIGGER workflow_steps_count_rows
     AFTER INSERT OR DELETE ON tasker.workflow_steps
     FOR EACH ROW EXECUTE FUNCTION tasker._count_states('step');
 CREATE TRIGGER workflow_steps_count_moves
-    AFTER UPDATE OF current_state, attempts, max_attempts ON tasker.workflow_steps
+    BEFORE UPDATE OF current_state, attempts, max_attempts ON tasker.workflow_steps
     FOR EACH ROW WHEN (OLD.current_state IS DISTINCT FROM NEW.current_state
                        OR (NEW.current_state = 'error'
                            AND (OLD.attempts >= OLD.max_attempts) IS DISTINCT FROM
@@ -86,6 +96,8 @@ BEGIN
     PERFORM tasker._forget_state_counts(TG_ARGV[0]);
     RETURN NULL;
 END $$;
+COMMENT ON FUNCTION tasker._count_truncate() IS
+    'Statement trigger: zeroes the state counters of a truncated table.';
 CREATE TRIGGER tasks_count_truncate
     AFTER TRUNCATE ON tasker.tasks
     FOR EACH STATEMENT EXECUTE FUNCTION tasker._count_truncate('task');
@@ -157,6 +169,8 @@ BEGIN
             USING ERRCODE = 'undefined_object';
     END IF;
 END $$;
+COMMENT ON FUNCTION tasker._require_tasks(bigint[], text) IS
+    'Raises 22004 for a NULL array or element and 42704 for the first task that does not exist.';
 
 -- Step readiness ---------------------------------------------------------
 -- The diagnostic readiness test, in C (src/readiness.c, where the rules
@@ -181,6 +195,8 @@ CREATE FUNCTION tasker._step_readiness(input_task_ids bigint[])
                    last_attempted_at timestamptz, skippable boolean, runnable boolean)
     LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'tasker_step_readiness_status_batch';
+COMMENT ON FUNCTION tasker._step_readiness(bigint[]) IS
+    'step_readiness_status_batch plus skippable and runnable (ready but for the retry delay), for the execution context.';
 
 CREATE FUNCTION tasker.step_readiness_status(input_task_id bigint, step_ids bigint[] DEFAULT NULL)
     RETURNS TABLE (workflow_step_id bigint, task_id bigint, named_step_id integer, name text,
@@ -283,6 +299,8 @@ BEGIN
       FROM judged j
      ORDER BY j.task_id;
 END $$;
+COMMENT ON FUNCTION tasker._execution_contexts(bigint[]) IS
+    'The execution contexts of existing tasks (task_execution_context and task_execution_contexts check their input, then call this).';
 
 CREATE FUNCTION tasker.task_execution_context(input_task_id bigint)
     RETURNS TABLE (task_id bigint, named_task_id integer, status text, total_steps bigint,
@@ -322,6 +340,8 @@ COMMENT ON FUNCTION tasker.task_execution_contexts(bigint[]) IS
 CREATE FUNCTION tasker._longest_path_levels(ids bigint[], edge_from bigint[], edge_to bigint[])
     RETURNS integer[] LANGUAGE c IMMUTABLE SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'tasker_longest_path_levels';
+COMMENT ON FUNCTION tasker._longest_path_levels(bigint[], bigint[], bigint[]) IS
+    'For each node id, the number of edges on the longest path to it from a root (Kahn''s algorithm); 42P17 on a cycle.';
 
 CREATE FUNCTION tasker.dependency_levels(input_task_id bigint)
     RETURNS TABLE (workflow_step_id bigint, dependency_level integer)
@@ -530,6 +550,8 @@ BEGIN
                   HINT = 'tasker.templates lists the registered templates.';
     END IF;
 END $$;
+COMMENT ON FUNCTION tasker._template_filter_check(text, text, text) IS
+    'Raises 42704 when namespace, name and version filters match no registered template.';
 
 -- _check_limit validates limit_count.
 CREATE FUNCTION tasker._check_limit(limit_count integer) RETURNS void
@@ -541,6 +563,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 END $$;
+COMMENT ON FUNCTION tasker._check_limit(integer) IS
+    'Raises 22004 for a NULL limit_count and 22023 for one below 1.';
 
 CREATE FUNCTION tasker.slowest_steps(since timestamptz DEFAULT NULL, limit_count integer DEFAULT 10,
                                      namespace_filter text DEFAULT NULL,

@@ -18,12 +18,12 @@
 #   - which scans analytics_metrics uses (auto_explain);
 #   - the cost of the state counters on the hot path: the backend CPU time
 #     of 2,000 claim + complete pairs with the counting triggers on and off,
-#     alternated BENCH_REPEAT (default 5) times.
+#     alternated BENCH_REPEAT (default 7) times.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../../.." && pwd)
 runs=${BENCH_RUNS:-50}
-repeat=${BENCH_REPEAT:-5}
+repeat=${BENCH_REPEAT:-7}
 
 [ "$(id -u)" = 0 ] || { echo "run as root (the server runs as user postgres)"; exit 1; }
 if [ "${BENCH_NO_INSTALL:-0}" != 1 ]; then
@@ -146,7 +146,7 @@ setup_db bench_claims
 pg -d bench_claims >/dev/null <<'SQL'
 SELECT tasker.register_template('{"namespace": "cc", "name": "one", "version": "1.0.0",
                                   "steps": [{"name": "x", "queue": "cc"}]}') IS NOT NULL;
-SELECT count(tasker.create_task('cc', 'one')) FROM generate_series(1, 2 * 2000 * 6);
+SELECT count(tasker.create_task('cc', 'one')) FROM generate_series(1, 2000 * 16);
 VACUUM ANALYZE;
 CREATE PROCEDURE bench.claim_complete(n integer) LANGUAGE plpgsql AS $$
 DECLARE
