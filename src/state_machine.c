@@ -17,8 +17,10 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 
 #include "state_machine.h"
+#include "workers.h"
 
 typedef struct StateMove
 {
@@ -235,7 +237,27 @@ tasker_check_transition_trigger(PG_FUNCTION_ARGS)
 		char	   *to_state = TextDatumGetCString(new_state);
 
 		if (strcmp(from_state, to_state) != 0)
+		{
+			double		duration = -1;
+
 			TaskerCheckTransition(machine, from_state, to_state);
+
+			/* metrics: how long the attempt that completed a step took */
+			if (machine == TASKER_MACHINE_STEP && strcmp(to_state, "complete") == 0)
+			{
+				int			started_attnum = SPI_fnumber(tupdesc, "last_attempted_at");
+				bool		started_null = true;
+				Datum		started = (Datum) 0;
+
+				if (started_attnum > 0)
+					started = heap_getattr(trigdata->tg_newtuple, started_attnum, tupdesc,
+										   &started_null);
+				if (!started_null)
+					duration = (double) (GetCurrentTimestamp() - DatumGetTimestampTz(started))
+						/ USECS_PER_SEC;
+			}
+			TaskerMetricsNoteMove(machine == TASKER_MACHINE_TASK, to_state, duration);
+		}
 	}
 	return PointerGetDatum(trigdata->tg_newtuple);
 }

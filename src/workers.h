@@ -22,6 +22,20 @@ typedef enum TaskerWorkerKind
 	TASKER_EXECUTOR
 } TaskerWorkerKind;
 
+#define TASKER_TASK_STATES 6
+#define TASKER_STEP_STATES 7
+#define TASKER_DURATION_BUCKETS 14
+
+/* Counters behind tasker.metrics(), since the server started. */
+typedef struct TaskerMetrics
+{
+	uint64		task_moves[TASKER_TASK_STATES];	/* transitions into each state */
+	uint64		step_moves[TASKER_STEP_STATES];
+	uint64		duration_buckets[TASKER_DURATION_BUCKETS];	/* attempts ending in complete */
+	double		duration_sum;
+	uint64		duration_count;
+} TaskerMetrics;
+
 /* One per database the launcher knows about. */
 typedef struct TaskerDatabaseSlot
 {
@@ -32,6 +46,7 @@ typedef struct TaskerDatabaseSlot
 	uint32		extension_epoch;	/* bumped at each CREATE EXTENSION's commit */
 	TimestampTz stop_until;		/* DROP DATABASE: no dispatcher until then */
 	TimestampTz dispatcher_since;
+	TaskerMetrics metrics;
 } TaskerDatabaseSlot;
 
 /* One per running executor. */
@@ -74,6 +89,10 @@ extern bool TaskerStartExecutor(Oid database_id);
 PGDLLEXPORT void TaskerLauncherMain(Datum main_arg);
 PGDLLEXPORT void TaskerDispatcherMain(Datum main_arg);
 PGDLLEXPORT void TaskerExecutorMain(Datum main_arg);
+
+/* metrics.c */
+extern const double tasker_duration_bounds[TASKER_DURATION_BUCKETS];
+extern void TaskerMetricsNoteMove(bool is_task, const char *to_state, double duration);
 
 /* utility_hook.c */
 extern void TaskerInstallUtilityHook(void);
