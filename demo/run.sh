@@ -137,8 +137,22 @@ if command -v dot >/dev/null 2>&1; then
     id=$(sql -At -c "SELECT task_id FROM tasker.workflow_steps WHERE name = 'charge_payment' AND attempts > 1 ORDER BY task_id LIMIT 1")
     sql -At -c "SELECT tasker.task_graph($id, 'dot')" | dot -Tsvg -o "$top/demo/task.svg" && echo "SVG of that DAG: $top/demo/task.svg"
 fi
+# the run is checked, not only shown: every order shipped, charged and
+# notified exactly once, every task complete
+verdict=$(sql -At -c "
+    SELECT CASE WHEN (SELECT count(*) FROM tasker.tasks WHERE current_state = 'complete') = $tasks
+                 AND (SELECT count(*) FROM shop.orders WHERE status = 'shipped') = $tasks
+                 AND (SELECT count(*) FROM shop.payments) = $tasks
+                 AND (SELECT count(*) FROM shop.shipments) = $tasks
+                 AND (SELECT count(*) FROM shop.notifications) = $tasks
+                 AND (SELECT sum(reserved) FROM shop.products) = 0
+                 AND (SELECT count(*) FROM tasker.workflow_steps WHERE name = 'charge_payment' AND attempts = 2)
+                     = $tasks / 10
+                THEN 'ok' ELSE 'MISMATCH' END")
+echo "demo: $verdict ($tasks orders: each shipped, charged and notified once; $((tasks / 10)) payments retried once)"
 if [ $keep = 1 ]; then
     echo "server left running; connect with:"
     echo "  ${psql_cmd[*]}" | sed 's/ -v ON_ERROR_STOP=1//'
     echo "stop it with: $( [ "$(id -u)" = 0 ] && echo 'runuser -u postgres -- ')$bindir/pg_ctl -D $dir/data stop"
 fi
+[ "$verdict" = ok ]

@@ -9,7 +9,7 @@ set -u
 cd "$(dirname "$0")/.."
 top=$(pwd)
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(regress isolation tap)
+[ ${#suites[@]} -eq 0 ] && suites=(regress isolation tap demo)
 
 make -s >/dev/null || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 if [ "$(id -u)" = 0 ]; then
@@ -66,6 +66,17 @@ for suite in "${suites[@]}"; do
                 for f in tmp_check/log/*; do [ -f "$f" ] && { echo "=== $f"; tail -50 "$f"; }; done
             fi
         done
+        ;;
+    demo)
+        # the README's main job, end to end (it installs packages: root only)
+        if [ "$(id -u)" != 0 ]; then
+            echo "demo ... skipped (needs root)"
+        elif (cd "$top" && bash demo/run.sh) 2>&1 | tee /tmp/tasker-demo.log | tail -5 &&
+             grep -q '^demo: ok' /tmp/tasker-demo.log; then
+            passed=$((passed + 1)); echo "demo ... ok"
+        else
+            failed=$((failed + 1)); echo "demo ... FAILED"; tail -40 /tmp/tasker-demo.log
+        fi
         ;;
     *)
         echo "unknown suite $suite"; failed=$((failed + 1)) ;;
