@@ -283,6 +283,12 @@ RunStep(ClaimedStep *step)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	if (!TaskerExtensionInstalled())
+	{
+		/* DROP EXTENSION came between the claim and the run */
+		AbortCurrentTransaction();
+		proc_exit(0);
+	}
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 

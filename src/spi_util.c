@@ -5,7 +5,9 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_extension.h"
 #include "commands/extension.h"
+#include "storage/lmgr.h"
 #include "executor/spi.h"
 
 #include "spi_util.h"
@@ -55,10 +57,18 @@ TaskerSpiExecCached(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 
 /*
  * TaskerExtensionInstalled reports whether tasker is installed in the
- * current database (inside a transaction).
+ * current database (inside a transaction), and if so locks the extension
+ * for the rest of the transaction: DROP EXTENSION then waits for the
+ * worker's transaction instead of pulling the schema out from under it.
  */
 bool
 TaskerExtensionInstalled(void)
 {
-	return OidIsValid(get_extension_oid("tasker", true));
+	Oid			extension = get_extension_oid("tasker", true);
+
+	if (!OidIsValid(extension))
+		return false;
+	LockDatabaseObject(ExtensionRelationId, extension, 0, AccessShareLock);
+	/* the lock accepted invalidations: look again, it may have just gone */
+	return get_extension_oid("tasker", true) == extension;
 }
