@@ -89,12 +89,11 @@ SELECT sort_key, from_state, to_state, metadata->'error'->>'sqlstate' AS sqlstat
        metadata->'error'->>'message' AS message
   FROM tasker.step_transitions(:task) WHERE step_name = 'flaky' ORDER BY sort_key;
 
--- A handler registered by an unprivileged role runs as that role.
+-- A handler registered by an unprivileged role runs as that role (a
+-- submitter of the namespace: doc/security.md).
 CREATE ROLE sqlh_submitter;
-GRANT USAGE ON SCHEMA tasker, sqlh TO sqlh_submitter;
-GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA tasker TO sqlh_submitter;
-GRANT USAGE ON ALL SEQUENCES IN SCHEMA tasker TO sqlh_submitter;
-GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA tasker TO sqlh_submitter;
+SELECT tasker.grant_submitter('sqlh_submitter', 'sqlh_test');
+GRANT USAGE ON SCHEMA sqlh TO sqlh_submitter;
 GRANT INSERT ON sqlh.writes TO sqlh_submitter;
 SET ROLE sqlh_submitter;
 SELECT tasker.register_template($$ {

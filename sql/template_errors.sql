@@ -224,16 +224,14 @@ CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl
     {"name": "a", "handler": {"function": "tpl_err.good_handler"}}]}') $$);
 
 -- A handler runs as the role that registers its template, so that role must
--- be allowed to execute it.  regress_tpl_err_submitter may use tasker (it
--- gets the rights on the whole schema here, for the test's sake) but not
+-- be allowed to execute it.  regress_tpl_err_submitter submits to namespace
+-- tpl_err_never (doc/security.md) but may not execute
 -- tpl_err.private_handler, until it is granted EXECUTE.  (In a transaction
 -- that is rolled back: nothing of it stays.)
 BEGIN;
 CREATE ROLE regress_tpl_err_submitter;
-GRANT USAGE ON SCHEMA tasker, tpl_err TO regress_tpl_err_submitter;
-GRANT ALL ON ALL TABLES IN SCHEMA tasker TO regress_tpl_err_submitter;
-GRANT ALL ON ALL SEQUENCES IN SCHEMA tasker TO regress_tpl_err_submitter;
-GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA tasker TO regress_tpl_err_submitter;
+SELECT tasker.grant_submitter('regress_tpl_err_submitter', 'tpl_err_never');
+GRANT USAGE ON SCHEMA tpl_err TO regress_tpl_err_submitter;
 SET LOCAL ROLE regress_tpl_err_submitter;
 CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
     {"name": "a", "handler": "tpl_err.private_handler"}]}') $$);
@@ -242,6 +240,7 @@ GRANT EXECUTE ON FUNCTION tpl_err.private_handler(jsonb) TO regress_tpl_err_subm
 SET LOCAL ROLE regress_tpl_err_submitter;
 SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
     {"name": "a", "handler": "tpl_err.private_handler"}]}') > 0 AS registered;
+RESET ROLE;
 SELECT namespace, name, owner_role FROM tasker.templates WHERE namespace = 'tpl_err_never';
 ROLLBACK;
 

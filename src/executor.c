@@ -35,6 +35,7 @@
 #include "utils/timestamp.h"
 
 #include "handler_api.h"
+#include "security.h"
 #include "spi_util.h"
 #include "tasker.h"
 #include "workers.h"
@@ -48,6 +49,7 @@ typedef struct ClaimedStep
 	Datum		input;			/* jsonb, in the batch context */
 	Oid			handler;
 	Oid			owner;
+	Oid			handler_owner;	/* the handler's owner at registration */
 	int64		timeout_ms;		/* 0: none */
 } ClaimedStep;
 
@@ -156,7 +158,7 @@ ClaimBatch(MemoryContext batch_context, ClaimedStep **steps)
 	args[1] = Int32GetDatum(tasker_executor_batch_size);
 	TaskerSpiExecCached(&claim_plan,
 						"SELECT step_id, task_id, step_name, attempt, input, handler, owner_role,"
-						" timeout_ms FROM tasker._claim_sql_steps($1, $2)",
+						" timeout_ms, handler_owner FROM tasker._claim_sql_steps($1, $2)",
 						2, argtypes, args, NULL, SPI_OK_SELECT);
 
 	*steps = MemoryContextAllocZero(batch_context, sizeof(ClaimedStep) * Max(SPI_processed, 1));
@@ -176,6 +178,8 @@ ClaimBatch(MemoryContext batch_context, ClaimedStep **steps)
 		s->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
 		d = SPI_getbinval(tup, desc, 8, &isnull);
 		s->timeout_ms = isnull ? 0 : DatumGetInt64(d);
+		d = SPI_getbinval(tup, desc, 9, &isnull);
+		s->handler_owner = isnull ? InvalidOid : DatumGetObjectId(d);
 		old = MemoryContextSwitchTo(batch_context);
 		s->step_name = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
 		s->input = PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 5, &isnull)));
@@ -190,7 +194,10 @@ ClaimBatch(MemoryContext batch_context, ClaimedStep **steps)
 
 /*
  * CallHandler runs the handler as the template's owner and returns its
- * result (NULL becomes {}).
+ * result (NULL becomes {}).  It first checks that the handler is still what
+ * was registered and that the owner may still execute it; settings the
+ * handler changes (even with a plain SET) are undone when it returns, so
+ * that nothing it does outlives its step in this session.
  */
 static Datum
 CallHandler(ClaimedStep *step)
@@ -200,15 +207,14 @@ CallHandler(ClaimedStep *step)
 	Oid			save_userid;
 	int			save_sec_context;
 	Datum		result;
+	int			save_nestlevel;
 
-	if (pg_proc_aclcheck(step->handler, step->owner, ACL_EXECUTE) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("role %u may no longer execute handler function %u",
-						step->owner, step->handler)));
+	TaskerCheckHandler(step->handler, step->owner, step->handler_owner);
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(step->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	save_nestlevel = NewGUCNestLevel();
+	TaskerEnterHandler(step->owner);
 
 	fmgr_info(step->handler, &flinfo);
 	InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
@@ -220,6 +226,8 @@ CallHandler(ClaimedStep *step)
 	if (step->timeout_ms > 0)
 		disable_timeout(STATEMENT_TIMEOUT, false);
 
+	TaskerLeaveHandler();
+	AtEOXact_GUC(false, save_nestlevel);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 
 	if (fcinfo->isnull)
@@ -255,7 +263,8 @@ ErrorDocument(ErrorData *edata)
 		else
 			args[i] = CStringGetTextDatum(texts[i]);
 	}
-	TaskerSpiExec("SELECT jsonb_strip_nulls(jsonb_build_object('sqlstate', $1, 'message', $2,"
+	TaskerSpiExec("SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
+				  "'sqlstate', $1, 'message', $2,"
 				  " 'detail', $3, 'hint', $4, 'context', $5))",
 				  5, argtypes, args, nulls, SPI_OK_SELECT);
 	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -307,7 +316,7 @@ RunStep(ClaimedStep *step)
 		args[1] = Int32GetDatum(step->attempt);
 		args[2] = CStringGetTextDatum(psprintf("%lld milliseconds",
 											   (long long) step->timeout_ms + 60000));
-		TaskerSpiExec("SELECT tasker.extend_lease($1, $2, $3::interval)", 3, argtypes, args,
+		TaskerSpiExec("SELECT tasker.extend_lease($1, $2, $3::pg_catalog.interval)", 3, argtypes, args,
 					  NULL, SPI_OK_SELECT);
 	}
 
@@ -339,6 +348,7 @@ RunStep(ClaimedStep *step)
 	PG_CATCH();
 	{
 		disable_timeout(STATEMENT_TIMEOUT, false);
+		TaskerLeaveHandler();
 		MemoryContextSwitchTo(step_context);
 		edata = CopyErrorData();
 		FlushErrorState();

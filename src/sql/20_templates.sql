@@ -211,10 +211,12 @@ BEGIN
         RAISE EXCEPTION 'handler function % of step "%" must take (jsonb) and return jsonb', fn, step_name
             USING ERRCODE = 'datatype_mismatch';
     END IF;
-    IF NOT has_function_privilege(current_user, fn, 'EXECUTE') THEN
+    -- (the caller, not current_user: register_template runs as the
+    -- extension's owner, and the handler will run as the caller)
+    IF NOT has_function_privilege(tasker._caller(), fn, 'EXECUTE') THEN
         RAISE EXCEPTION 'permission denied for handler function % of step "%"', fn, step_name
             USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('Role %s may not execute it, and handlers run as the role that registers the template.', current_user);
+                  DETAIL = format('Role %s may not execute it, and handlers run as the role that registers the template.', tasker._caller());
     END IF;
     RETURN fn;
 END $$;
@@ -452,6 +454,7 @@ DECLARE
     step jsonb;
     pos integer := 0;
 BEGIN
+    PERFORM tasker._authorize('submitter', body ->> 'namespace', 'namespace');
     -- one registration of a name at a time, so two sessions registering
     -- the same version cannot both insert
     PERFORM pg_advisory_xact_lock(hashtext('tasker.register_template'),
@@ -483,7 +486,7 @@ BEGIN
             body ->> 'description', body ->> 'identity_strategy',
             nullif(body -> 'context_schema', 'null'),
             tasker._dependent_system_id(body ->> 'default_dependent_system'), body,
-            current_user::regrole)
+            tasker._caller())
     RETURNING named_task_id INTO new_id;
 
     FOR step IN SELECT value FROM jsonb_array_elements(body -> 'steps') LOOP

@@ -10,6 +10,7 @@ CREATE FUNCTION tasker.find_template(namespace text, name text, version text DEF
 DECLARE
     id integer;
 BEGIN
+    PERFORM tasker._authorize('submitter', namespace, 'namespace');
     PERFORM tasker._require(namespace, 'namespace');
     PERFORM tasker._require(name, 'name');
     SELECT t.named_task_id INTO id
@@ -58,6 +59,7 @@ DECLARE
     ready_queues text[];
     ready_sql boolean;
 BEGIN
+    PERFORM tasker._authorize('submitter', namespace, 'namespace');
     template_id := tasker.find_template(namespace, name, version);
     PERFORM tasker._require(context, 'context');
     IF jsonb_typeof(context) <> 'object' THEN
@@ -172,6 +174,7 @@ CREATE FUNCTION tasker.step_transitions(task_id bigint)
     RETURNS TABLE (workflow_step_id bigint, step_name text, sort_key integer, from_state text,
                    to_state text, metadata jsonb, created_at timestamptz)
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT tasker._authorize_task(step_transitions.task_id, 'task_id');
     SELECT tr.workflow_step_id, s.name, tr.sort_key, tr.from_state, tr.to_state, tr.metadata, tr.created_at
       FROM tasker.workflow_step_transitions tr
       JOIN tasker.workflow_steps s
@@ -185,6 +188,7 @@ COMMENT ON FUNCTION tasker.step_transitions(bigint) IS
 CREATE FUNCTION tasker.task_history(task_id bigint)
     RETURNS TABLE (sort_key integer, from_state text, to_state text, metadata jsonb, created_at timestamptz)
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT tasker._authorize_task(task_history.task_id, 'task_id');
     SELECT sort_key, from_state, to_state, metadata, created_at
       FROM tasker.task_transitions tr
      WHERE tr.task_id = task_history.task_id
@@ -197,6 +201,7 @@ CREATE FUNCTION tasker.task_steps(task_id bigint)
                    max_attempts integer, pending_parents integer, next_attempt_at timestamptz,
                    results jsonb, error jsonb)
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT tasker._authorize_task(task_steps.task_id, 'task_id');
     SELECT workflow_step_id, name, current_state, attempts, max_attempts, pending_parents,
            next_attempt_at, results, error
       FROM tasker.workflow_steps s

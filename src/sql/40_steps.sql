@@ -112,6 +112,7 @@ CREATE FUNCTION tasker.claim_steps(queue text, worker text, max_steps integer DE
                    input jsonb, lease_expires_at timestamptz)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM tasker._authorize('worker', queue, 'queue');
     PERFORM tasker._require(queue, 'queue');
     PERFORM tasker._require(worker, 'worker');
     PERFORM tasker._require(max_steps, 'max_steps');
@@ -156,8 +157,10 @@ END $$;
 CREATE FUNCTION tasker.complete_step(step_id bigint, attempt integer, results jsonb DEFAULT '{}')
     RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    step tasker.workflow_steps := tasker._lock_attempt(step_id, attempt);
+    step tasker.workflow_steps;
 BEGIN
+    PERFORM tasker._authorize_step(step_id);
+    step := tasker._lock_attempt(step_id, attempt);
     IF step.workflow_step_id IS NULL THEN
         RETURN false;               -- stale: reclaimed, cancelled or resolved
     END IF;
@@ -232,8 +235,10 @@ CREATE FUNCTION tasker.fail_step(step_id bigint, attempt integer, error jsonb DE
                                  retryable boolean DEFAULT true, backoff_seconds integer DEFAULT NULL)
     RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    step tasker.workflow_steps := tasker._lock_attempt(step_id, attempt);
+    step tasker.workflow_steps;
 BEGIN
+    PERFORM tasker._authorize_step(step_id);
+    step := tasker._lock_attempt(step_id, attempt);
     IF step.workflow_step_id IS NULL THEN
         RETURN NULL;                -- stale: nothing changed
     END IF;
@@ -248,6 +253,7 @@ DECLARE
     step tasker.workflow_steps;
     expires timestamptz;
 BEGIN
+    PERFORM tasker._authorize_step(step_id);
     PERFORM tasker._require(lease, 'lease');
     IF lease <= interval '0' THEN
         RAISE EXCEPTION 'lease must be positive, not %', lease USING ERRCODE = 'invalid_parameter_value';
@@ -270,6 +276,7 @@ DECLARE
     step tasker.workflow_steps;
     reaped integer := 0;
 BEGIN
+    PERFORM tasker._authorize('admin', '', NULL);
     FOR step IN
         SELECT * FROM tasker.workflow_steps
          WHERE current_state = 'in_progress' AND lease_expires_at < now()
@@ -307,9 +314,11 @@ END $$;
 CREATE FUNCTION tasker.cancel_task(task_id bigint, reason text DEFAULT NULL) RETURNS integer
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    state text := tasker._lock_task(task_id);
+    state text;
     cancelled integer;
 BEGIN
+    PERFORM tasker._authorize_task(task_id, 'task_id');
+    state := tasker._lock_task(task_id);
     IF state NOT IN ('pending', 'in_progress', 'error') THEN
         RAISE EXCEPTION 'task % is already %', task_id, state
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -346,6 +355,7 @@ DECLARE
     step tasker.workflow_steps;
     task_state text;
 BEGIN
+    PERFORM tasker._authorize('admin', '', NULL);
     PERFORM tasker._require(step_id, 'step_id');
     SELECT * INTO step FROM tasker.workflow_steps WHERE workflow_step_id = step_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -407,6 +417,7 @@ DECLARE
     step tasker.workflow_steps;
     task_state text;
 BEGIN
+    PERFORM tasker._authorize('admin', '', NULL);
     PERFORM tasker._require(step_id, 'step_id');
     SELECT * INTO step FROM tasker.workflow_steps WHERE workflow_step_id = step_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -432,10 +443,12 @@ COMMENT ON FUNCTION tasker.retry_step(bigint) IS
 CREATE FUNCTION tasker.retry_task(task_id bigint) RETURNS integer
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    state text := tasker._lock_task(task_id);
+    state text;
     step tasker.workflow_steps;
     retried integer := 0;
 BEGIN
+    PERFORM tasker._authorize('admin', '', NULL);
+    state := tasker._lock_task(task_id);
     IF state IN ('complete', 'cancelled', 'resolved_manually') THEN
         RAISE EXCEPTION 'task % is already %', task_id, state
             USING ERRCODE = 'object_not_in_prerequisite_state';

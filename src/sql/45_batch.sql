@@ -40,6 +40,7 @@ BEGIN
     IF n = 0 THEN
         RETURN 0;
     END IF;
+    PERFORM tasker._authorize_steps(step_ids);
 
     -- Lock every named step in ascending id, then keep, per step, the
     -- first element whose attempt is the step's current one (a repeated

@@ -310,6 +310,7 @@ CREATE FUNCTION tasker.task_execution_context(input_task_id bigint)
                    waiting_for_retry_steps bigint, skipped_steps bigint, cancelled_steps bigint)
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM tasker._authorize_task(input_task_id, 'input_task_id');
     PERFORM tasker._require(input_task_id, 'input_task_id');
     PERFORM tasker._require_tasks(ARRAY[input_task_id], 'input_task_id');
     RETURN QUERY SELECT * FROM tasker._execution_contexts(ARRAY[input_task_id]);
@@ -326,6 +327,7 @@ CREATE FUNCTION tasker.task_execution_contexts(input_task_ids bigint[])
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM tasker._require_tasks(input_task_ids, 'input_task_ids');
+    PERFORM tasker._authorize_tasks(input_task_ids);
     RETURN QUERY SELECT * FROM tasker._execution_contexts(input_task_ids);
 END $$;
 COMMENT ON FUNCTION tasker.task_execution_contexts(bigint[]) IS
@@ -351,6 +353,7 @@ DECLARE
     edge_from bigint[];
     edge_to bigint[];
 BEGIN
+    PERFORM tasker._authorize_task(input_task_id, 'input_task_id');
     PERFORM tasker._require(input_task_id, 'input_task_id');
     PERFORM tasker._require_tasks(ARRAY[input_task_id], 'input_task_id');
     SELECT coalesce(array_agg(s.workflow_step_id), '{}') INTO ids
@@ -370,11 +373,13 @@ CREATE FUNCTION tasker.template_dependency_levels(namespace text, name text, ver
     RETURNS TABLE (named_step_id integer, step_name text, dependency_level integer)
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    template_id integer := tasker.find_template(namespace, name, version);
+    template_id integer;
     ids bigint[];
     edge_from bigint[];
     edge_to bigint[];
 BEGIN
+    PERFORM tasker._authorize('submitter', namespace, 'namespace');
+    template_id := tasker.find_template(namespace, name, version);
     SELECT coalesce(array_agg(s.named_step_id), '{}') INTO ids
       FROM tasker.named_steps s WHERE s.named_task_id = template_id;
     SELECT coalesce(array_agg(e.from_named_step_id), '{}'), coalesce(array_agg(e.to_named_step_id), '{}')

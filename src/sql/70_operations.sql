@@ -40,6 +40,7 @@ END $$;
 CREATE FUNCTION tasker.task_graph(task_id bigint, format text DEFAULT 'mermaid') RETURNS text
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM tasker._authorize_task(task_id, 'task_id');
     PERFORM tasker._require(task_id, 'task_id');
     PERFORM tasker._require(format, 'format');
     IF NOT EXISTS (SELECT 1 FROM tasker.tasks t WHERE t.task_id = task_graph.task_id) THEN
@@ -69,8 +70,10 @@ CREATE FUNCTION tasker.template_graph(namespace text, name text, version text DE
                                       format text DEFAULT 'mermaid') RETURNS text
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    id integer := tasker.find_template(namespace, name, version);
+    id integer;
 BEGIN
+    PERFORM tasker._authorize('submitter', namespace, 'namespace');
+    id := tasker.find_template(namespace, name, version);
     PERFORM tasker._require(format, 'format');
     RETURN tasker._graph(
         (SELECT coalesce(jsonb_agg(jsonb_build_object('id', s.position, 'name', s.name,
@@ -155,6 +158,7 @@ DECLARE
     done integer;
     parents text;
 BEGIN
+    PERFORM tasker._authorize_task(task_id, 'task_id');
     PERFORM tasker._require(task_id, 'task_id');
     SELECT tk.task_id, tk.current_state, n.name AS namespace, nt.name, nt.version, tk.created_at,
            tk.completed_at

@@ -287,6 +287,8 @@ DECLARE
     new_id bigint;
     stored jsonb;
 BEGIN
+    PERFORM tasker._authorize('submitter',
+        coalesce(mapped #>> '{template,namespace}', 'default'), 'namespace');
     -- a derived queue must not already serve another handler class
     FOR handler IN SELECT h.step, h.handler_class, h.derived_queue
                      FROM jsonb_to_recordset(mapped -> 'handlers')
@@ -338,6 +340,7 @@ COMMENT ON FUNCTION tasker.register_template_yaml(text) IS
 
 CREATE FUNCTION tasker.step_handler(step_id bigint, OUT handler_class text, OUT handler_config jsonb)
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT tasker._authorize_steps(ARRAY[step_handler.step_id]);
     SELECT y.handler_class, y.handler_config
       FROM tasker.workflow_steps s
       JOIN tasker.yaml_step_handlers y ON y.named_step_id = s.named_step_id
