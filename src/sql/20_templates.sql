@@ -284,6 +284,9 @@ DECLARE
     step jsonb;
     step_name text;
     names text[] := '{}';
+    name_index jsonb;
+    first_duplicate bigint;
+    default_system jsonb;
     deps text[];
     dep text;
     edge_from integer[] := '{}';
@@ -333,8 +336,17 @@ BEGIN
     PERFORM tasker._json_field(template, 'default_dependent_system', 'string', 'template');
 
     steps := coalesce(tasker._json_field(template, 'steps', 'array', 'template'), '[]');
+    -- read once: template may be a TOASTed value, detoasted by every read
+    default_system := template -> 'default_dependent_system';
 
-    -- first pass: names
+    -- first pass: names.  Every lookup below is by an index or a sort, never
+    -- a search of the names seen so far: templates may have 10,000 steps.
+    SELECT min(d.step_pos) INTO first_duplicate
+      FROM (SELECT x.step_pos,
+                   row_number() OVER (PARTITION BY x.e ->> 'name' ORDER BY x.step_pos) AS nth
+              FROM jsonb_array_elements(steps) WITH ORDINALITY AS x(e, step_pos)
+             WHERE jsonb_typeof(x.e -> 'name') = 'string') d
+     WHERE d.nth > 1;
     FOR step IN SELECT value FROM jsonb_array_elements(steps) LOOP
         IF jsonb_typeof(step) <> 'object' THEN
             RAISE EXCEPTION 'every step must be a JSON object, not %', jsonb_typeof(step)
@@ -346,7 +358,7 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
         PERFORM tasker._check_name(step_name, 'step');
-        IF step_name = ANY (names) THEN
+        IF cardinality(names) + 1 = first_duplicate THEN
             RAISE EXCEPTION 'duplicate step name "%"', step_name
                 USING ERRCODE = 'duplicate_object';
         END IF;
@@ -354,6 +366,8 @@ BEGIN
     END LOOP;
 
     -- second pass: fields and edges
+    SELECT jsonb_object_agg(u.step_name, u.step_pos) INTO name_index
+      FROM unnest(names) WITH ORDINALITY AS u(step_name, step_pos);
     i := 0;
     FOR step IN SELECT value FROM jsonb_array_elements(steps) LOOP
         i := i + 1;
@@ -367,7 +381,7 @@ BEGIN
                 RAISE EXCEPTION 'step "%" depends on itself', step_name
                     USING ERRCODE = 'invalid_object_definition';
             END IF;
-            idx := array_position(names, dep);
+            idx := (name_index ->> dep)::integer;
             IF idx IS NULL THEN
                 RAISE EXCEPTION 'step "%" depends on unknown step "%"', step_name, dep
                     USING ERRCODE = 'undefined_object';
@@ -425,13 +439,13 @@ BEGIN
             'max_attempts', max_attempts::text::integer,
             'timeout', timeout::text,
             'skippable', coalesce(step -> 'skippable', 'false'),
-            'dependent_system', coalesce(step -> 'dependent_system', template -> 'default_dependent_system'));
+            'dependent_system', coalesce(step -> 'dependent_system', default_system));
     END LOOP;
 
     order_idx := tasker._topological_order(names, edge_from, edge_to);
-    FOREACH idx IN ARRAY order_idx LOOP
-        ordered := ordered || normalized[idx];
-    END LOOP;
+    SELECT coalesce(jsonb_agg(n.body ORDER BY o.step_pos), '[]') INTO ordered
+      FROM unnest(order_idx) WITH ORDINALITY AS o(step_idx, step_pos)
+      JOIN unnest(normalized) WITH ORDINALITY AS n(body, step_idx) ON n.step_idx = o.step_idx;
 
     RETURN jsonb_build_object(
         'namespace', ns,

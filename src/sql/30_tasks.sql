@@ -140,13 +140,6 @@ BEGIN
          WHERE s.named_task_id = template_id
          ORDER BY s.position
         RETURNING workflow_step_id, named_step_id, current_state, pending_parents, handler, queue
-    ), edges AS (
-        INSERT INTO tasker.workflow_step_edges (task_id, from_step_id, to_step_id)
-        SELECT new_task_id, p.workflow_step_id, c.workflow_step_id
-          FROM tasker.named_step_edges e
-          JOIN created p ON p.named_step_id = e.from_named_step_id
-          JOIN created c ON c.named_step_id = e.to_named_step_id
-         WHERE e.named_task_id = template_id
     ), bypassed AS (
         INSERT INTO tasker.workflow_step_transitions
                (task_id, workflow_step_id, from_state, to_state, sort_key, metadata)
@@ -161,6 +154,18 @@ BEGIN
                             AND pending_parents = 0), false)
       INTO step_count, ready_queues, ready_sql
       FROM created;
+
+    -- the edges, each end found by its (task, name) key: a join with the
+    -- rows just inserted would have no index and no statistics, and a
+    -- nested loop over them costs steps x edges
+    INSERT INTO tasker.workflow_step_edges (task_id, from_step_id, to_step_id)
+    SELECT new_task_id, p.workflow_step_id, c.workflow_step_id
+      FROM tasker.named_step_edges e
+      JOIN tasker.named_steps pn ON pn.named_step_id = e.from_named_step_id
+      JOIN tasker.named_steps cn ON cn.named_step_id = e.to_named_step_id
+      JOIN tasker.workflow_steps p ON p.task_id = new_task_id AND p.name = pn.name
+      JOIN tasker.workflow_steps c ON c.task_id = new_task_id AND c.name = cn.name
+     WHERE e.named_task_id = template_id;
 
     -- no steps, or every one bypassed: complete at once
     PERFORM tasker._finalize_task(new_task_id);
