@@ -34,6 +34,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -280,21 +281,24 @@ TaskExists(ReadinessRels *r, int64 task_id)
 static StepRow *
 ReadSteps(ReadinessRels *r, int64 task_id, int *count)
 {
-	TupleDesc	desc = RelationGetDescr(r->steps);
-	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
-	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+	Datum	   *values;
+	bool	   *nulls;
 	StepColumns *c = &r->col;
 	ScanKeyData key;
 	SysScanDesc scan;
-	HeapTuple	tuple;
 	StepRow    *rows;
-	int			space = 16;
+	int			space = 64;
 	int			n = 0;
+	AttrNumber	last = Max(Max(Max(c->step_id, c->named_step_id), Max(c->name, c->current_state)),
+						   Max(Max(Max(c->retryable, c->skippable), Max(c->children_released, c->attempts)),
+							   Max(Max(c->max_attempts, c->next_attempt_at),
+								   Max(Max(c->last_failure_at, c->backoff_request_seconds),
+									   c->last_attempted_at))));
 
 	rows = palloc(sizeof(StepRow) * space);
 	ScanKeyInit(&key, c->task_id, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(task_id));
 	scan = systable_beginscan(r->steps, r->steps_pkey, true, GetActiveSnapshot(), 1, &key);
-	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	while (HeapTupleIsValid(systable_getnext(scan)))
 	{
 		StepRow    *s;
 
@@ -304,7 +308,10 @@ ReadSteps(ReadinessRels *r, int64 task_id, int *count)
 			rows = repalloc(rows, sizeof(StepRow) * space);
 		}
 		s = &rows[n++];
-		heap_deform_tuple(tuple, desc, values, nulls);
+		/* deform only as far as the last column read (not the results) */
+		slot_getsomeattrs(scan->slot, last);
+		values = scan->slot->tts_values;
+		nulls = scan->slot->tts_isnull;
 
 		s->step_id = DatumGetInt64(values[c->step_id - 1]);
 		s->named_step_id = DatumGetInt32(values[c->named_step_id - 1]);
@@ -331,8 +338,6 @@ ReadSteps(ReadinessRels *r, int64 task_id, int *count)
 		s->completed_parents = 0;
 	}
 	systable_endscan(scan);
-	pfree(values);
-	pfree(nulls);
 	*count = n;
 	return rows;
 }
