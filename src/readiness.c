@@ -168,13 +168,21 @@ OpenTaskerTable(Oid nsp, const char *name)
 static Oid
 PrimaryKeyOf(Relation rel)
 {
-	Oid			index = RelationGetPrimaryKeyIndex(rel);
+	Oid			index;
+
+	/* RelationGetIndexList fills rd_pkindex (its signature is stable) */
+	list_free(RelationGetIndexList(rel));
+	index = rel->rd_pkindex;
 
 	if (!OidIsValid(index))
 		elog(ERROR, "relation \"%s\" has no primary key", RelationGetRelationName(rel));
 	return index;
 }
 
+/*
+ * OpenReadinessRels opens the three tables a readiness call reads and looks
+ * up their indexes and columns.
+ */
 static void
 OpenReadinessRels(ReadinessRels *r)
 {
@@ -215,6 +223,9 @@ OpenReadinessRels(ReadinessRels *r)
 	c->last_attempted_at = ColumnNumber(r->steps, "last_attempted_at");
 }
 
+/*
+ * CloseReadinessRels closes them (the locks stay until the transaction ends).
+ */
 static void
 CloseReadinessRels(ReadinessRels *r)
 {
@@ -232,6 +243,9 @@ static const char *const step_state_names[] = {
 /* the same as text datums, made once per call by MakeStateNames */
 static Datum state_names[lengthof(step_state_names)];
 
+/*
+ * MakeStateNames makes state_names for this call's results.
+ */
 static void
 MakeStateNames(void)
 {
@@ -483,6 +497,9 @@ Int64ArrayContents(ArrayType *array, const char *argument, int *count)
 	return result;
 }
 
+/*
+ * CompareInt64 orders int64 values for qsort.
+ */
 static int
 CompareInt64(const void *a, const void *b)
 {
@@ -615,21 +632,26 @@ tasker_step_readiness_status_batch(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/*
- * FindId binary-searches sorted (id, position) pairs.
- */
+/* a node id and its position in the caller's list */
 typedef struct IdPosition
 {
 	int64		id;
 	int			position;
 } IdPosition;
 
+/*
+ * CompareIdPosition orders IdPosition pairs by id for qsort and bsearch.
+ */
 static int
 CompareIdPosition(const void *a, const void *b)
 {
 	return CompareInt64(&((const IdPosition *) a)->id, &((const IdPosition *) b)->id);
 }
 
+/*
+ * PositionOf binary-searches pairs sorted by id for an id's position; an
+ * unknown id is an error.
+ */
 static int
 PositionOf(const IdPosition *sorted, int n, int64 id)
 {

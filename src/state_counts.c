@@ -31,7 +31,9 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#if PG_VERSION_NUM < 170000
 #include "storage/backendid.h"
+#endif
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -460,6 +462,10 @@ ForgetMachine(CountedMachine machine)
 	}
 }
 
+/*
+ * MachineArgument maps "task" or "step" to the machine; anything else is an
+ * error.
+ */
 static CountedMachine
 MachineArgument(const char *name)
 {
