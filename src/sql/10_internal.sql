@@ -60,7 +60,9 @@ BEGIN
     PERFORM pg_notify('tasker_events', jsonb_build_object(
         'event', event_name,
         'task_id', NEW.task_id,
-        'step_id', CASE WHEN machine = 'step' THEN NEW.workflow_step_id END,
+        -- (a task transition has no workflow_step_id field: read it from the
+        -- row as JSON, which is NULL there, rather than as NEW's field)
+        'step_id', to_jsonb(NEW) -> 'workflow_step_id',
         'from_state', NEW.from_state,
         'to_state', NEW.to_state,
         'at', NEW.created_at)::text);
