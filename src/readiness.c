@@ -28,16 +28,20 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relscan.h"
 #include "access/skey.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/itemptr.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -194,14 +198,7 @@ OpenReadinessRels(ReadinessRels *r)
 	r->edges = OpenTaskerTable(nsp, "workflow_step_edges");
 	r->tasks_pkey = PrimaryKeyOf(r->tasks);
 	r->steps_pkey = PrimaryKeyOf(r->steps);
-	/*
-	 * Edges are read through (task_id, to_step_id) when it exists: create_task
-	 * writes them child by child, so that index follows the heap and the scan
-	 * stays on one page for many edges.
-	 */
-	r->edges_pkey = get_relname_relid("workflow_step_edges_to_idx", nsp);
-	if (!OidIsValid(r->edges_pkey))
-		r->edges_pkey = PrimaryKeyOf(r->edges);
+	r->edges_pkey = PrimaryKeyOf(r->edges);
 
 	r->tasks_task_id = ColumnNumber(r->tasks, "task_id");
 	r->edge_task_id = ColumnNumber(r->edges, "task_id");
@@ -395,28 +392,83 @@ ParentDone(const StepRow *p)
 		(p->skippable && (p->state == STEP_ERROR || p->children_released));
 }
 
+/* sort_tids sorts tuple ids packed as (block << 16 | offset), in line */
+#define ST_SORT sort_tids
+#define ST_ELEMENT_TYPE uint64
+#define ST_COMPARE(a, b) (*(a) < *(b) ? -1 : (*(a) > *(b) ? 1 : 0))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
 /*
  * CountParents reads the task's edges and counts each step's parents and
- * the parents that are done.
+ * the parents that are done.  It takes the edges' tuple ids from the
+ * primary key and visits them in heap order, like a bitmap heap scan: the
+ * order create_task writes the edges in need not be the key's, and fetching
+ * in key order could then switch pages at almost every edge.
  */
 static void
 CountParents(ReadinessRels *r, int64 task_id, StepRow *rows, int n)
 {
+	Snapshot	snapshot = GetActiveSnapshot();
+	Relation	index = index_open(r->edges_pkey, AccessShareLock);
+	IndexScanDesc iscan;
+	IndexFetchTableData *fetch;
+	TupleTableSlot *slot;
 	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tuple;
-	TupleDesc	desc = RelationGetDescr(r->edges);
+	ItemPointer tid;
+	uint64	   *tids;
+	bool		in_order = true;
+	int			space = 256;
+	int			ntids = 0;
+	int			i;
 
-	ScanKeyInit(&key, r->edge_task_id, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(task_id));
-	scan = systable_beginscan(r->edges, r->edges_pkey, true, GetActiveSnapshot(), 1, &key);
-	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	/* the key is on the index's first column, task_id */
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(task_id));
+	tids = palloc(sizeof(uint64) * space);
+	iscan = index_beginscan(r->edges, index, snapshot, 1, 0);
+	index_rescan(iscan, &key, 1, NULL, 0);
+	while ((tid = index_getnext_tid(iscan, ForwardScanDirection)) != NULL)
 	{
-		bool		isnull;
-		int64		from = DatumGetInt64(heap_getattr(tuple, r->edge_from, desc, &isnull));
-		int64		to = DatumGetInt64(heap_getattr(tuple, r->edge_to, desc, &isnull));
-		int			parent = FindStep(rows, n, from);
-		int			child = FindStep(rows, n, to);
+		uint64		packed = ((uint64) ItemPointerGetBlockNumber(tid) << 16) |
+			ItemPointerGetOffsetNumber(tid);
 
+		if (ntids == space)
+		{
+			space *= 2;
+			tids = repalloc(tids, sizeof(uint64) * space);
+		}
+		if (ntids > 0 && tids[ntids - 1] > packed)
+			in_order = false;
+		tids[ntids++] = packed;
+	}
+	index_endscan(iscan);
+	index_close(index, AccessShareLock);
+	if (!in_order)
+		sort_tids(tids, ntids);
+
+	fetch = table_index_fetch_begin(r->edges);
+	slot = table_slot_create(r->edges, NULL);
+	for (i = 0; i < ntids; i++)
+	{
+		bool		call_again = false;
+		bool		all_dead = false;
+		bool		isnull;
+		int64		from;
+		int64		to;
+		int			parent;
+		int			child;
+
+		ItemPointerData item;
+
+		ItemPointerSet(&item, (BlockNumber) (tids[i] >> 16), (OffsetNumber) (tids[i] & 0xFFFF));
+		/* an MVCC snapshot sees at most one version of each chain */
+		if (!table_index_fetch_tuple(fetch, &item, snapshot, slot, &call_again, &all_dead))
+			continue;
+		from = DatumGetInt64(slot_getattr(slot, r->edge_from, &isnull));
+		to = DatumGetInt64(slot_getattr(slot, r->edge_to, &isnull));
+		parent = FindStep(rows, n, from);
+		child = FindStep(rows, n, to);
 		if (parent < 0 || child < 0)
 			elog(ERROR, "edge %lld -> %lld of task %lld names a step that task does not have",
 				 (long long) from, (long long) to, (long long) task_id);
@@ -424,7 +476,9 @@ CountParents(ReadinessRels *r, int64 task_id, StepRow *rows, int n)
 		if (ParentDone(&rows[parent]))
 			rows[child].completed_parents++;
 	}
-	systable_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	table_index_fetch_end(fetch);
+	pfree(tids);
 }
 
 /*
