@@ -39,8 +39,11 @@ CREATE TABLE tasker.state_counts (
 COMMENT ON TABLE tasker.state_counts IS
     'Tasks and steps per state as deltas, one row per backend that changed a state; sum the rows (system_health_counts does). Kept by triggers; tasker.recount_states() rebuilds it.';
 
+-- No SET clause: the trigger resolves no names (its commit-time flush uses
+-- schema-qualified prepared statements), and a SET costs a GUC save and
+-- restore on every row of the claim and complete paths.
 CREATE FUNCTION tasker._count_states() RETURNS trigger
-    LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'tasker_count_states';
+    LANGUAGE c AS 'MODULE_PATHNAME', 'tasker_count_states';
 COMMENT ON FUNCTION tasker._count_states() IS
     'Row trigger (argument task or step): counts inserted, deleted and moved rows into this transaction''s state count deltas.';
 
