@@ -21,11 +21,14 @@ REGRESS     = create_extension $(filter-out create_extension, \
 REGRESS_OPTS = --temp-config=$(srcdir)/test/tasker.conf
 
 ISOLATION   = $(sort $(basename $(notdir $(wildcard test/isolation/specs/*.spec))))
-ISOLATION_OPTS = --temp-config=$(srcdir)/test/tasker.conf
+ISOLATION_OPTS = --temp-config=$(srcdir)/test/isolation/tasker.conf
 
 PG_CONFIG  ?= pg_config
 PGXS       := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS knows nothing of our headers: rebuild every object when one changes.
+$(OBJS): $(wildcard src/*.h)
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@
