@@ -27,3 +27,36 @@ SELECT count(*) AS public_function_grants
 -- The user-data tables are dumped by pg_dump.
 SELECT count(*) AS dumped_tables
   FROM pg_extension e, unnest(e.extconfig) c WHERE e.extname = 'tasker';
+
+-- Shared by the other test files (they all run after this one, in its
+-- database).
+-- expect_error runs a statement that must fail and shows its error as a
+-- notice: SQLSTATE, message, detail and hint.  The statement runs in a
+-- subtransaction, so whatever it wrote is rolled back.
+CREATE PROCEDURE public.expect_error(statement text)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    state text;
+    message text;
+    detail text;
+    hint text;
+BEGIN
+    BEGIN
+        EXECUTE statement;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                                detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+        message := format('error %s: %s', state, message);
+        IF detail <> '' AND hint <> '' THEN
+            RAISE NOTICE '%', message USING DETAIL = detail, HINT = hint;
+        ELSIF detail <> '' THEN
+            RAISE NOTICE '%', message USING DETAIL = detail;
+        ELSIF hint <> '' THEN
+            RAISE NOTICE '%', message USING HINT = hint;
+        ELSE
+            RAISE NOTICE '%', message;
+        END IF;
+        RETURN;
+    END;
+    RAISE EXCEPTION 'expected an error from: %', statement;
+END $$;

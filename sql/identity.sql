@@ -14,37 +14,6 @@
 
 CREATE SCHEMA ident_test;
 
--- expect_error runs a statement that must fail and shows its error as a
--- notice: SQLSTATE, message, detail and hint.  The statement runs in a
--- subtransaction, so whatever it wrote is rolled back.
-CREATE PROCEDURE ident_test.expect_error(statement text)
-    LANGUAGE plpgsql AS $$
-DECLARE
-    state text;
-    message text;
-    detail text;
-    hint text;
-BEGIN
-    BEGIN
-        EXECUTE statement;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-                                detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-        message := format('error %s: %s', state, message);
-        IF detail <> '' AND hint <> '' THEN
-            RAISE NOTICE '%', message USING DETAIL = detail, HINT = hint;
-        ELSIF detail <> '' THEN
-            RAISE NOTICE '%', message USING DETAIL = detail;
-        ELSIF hint <> '' THEN
-            RAISE NOTICE '%', message USING HINT = hint;
-        ELSE
-            RAISE NOTICE '%', message;
-        END IF;
-        RETURN;
-    END;
-    RAISE EXCEPTION 'expected an error from: %', statement;
-END $$;
-
 -- row_counts counts what the tasks of this file's templates hold, to show
 -- that a duplicate adds nothing.
 CREATE FUNCTION ident_test.row_counts(OUT tasks bigint, OUT steps bigint, OUT edges bigint,
@@ -140,7 +109,7 @@ SELECT split_part(identity_hash, ':', 1) AS identity_kind FROM tasker.tasks WHER
 -- caller_provided
 --------------------------------------------------------------------------
 -- The caller must name the request: no key, no task.
-CALL ident_test.expect_error($$ SELECT tasker.create_task('ident_test', 'caller_provided',
+CALL expect_error($$ SELECT tasker.create_task('ident_test', 'caller_provided',
                                                           context => '{"order_id": 6}') $$);
 SELECT tasker.create_task('ident_test', 'caller_provided', context => '{"order_id": 6}',
                           idempotency_key => 'order-6') AS caller_task \gset

@@ -16,37 +16,6 @@ SET tasker.max_backoff = 300;
 
 CREATE SCHEMA sm_test;
 
--- expect_error runs a statement that must fail and shows its error as a
--- notice: SQLSTATE, message, detail and hint.  The statement runs in a
--- subtransaction, so whatever it wrote is rolled back.
-CREATE PROCEDURE sm_test.expect_error(statement text)
-    LANGUAGE plpgsql AS $$
-DECLARE
-    state text;
-    message text;
-    detail text;
-    hint text;
-BEGIN
-    BEGIN
-        EXECUTE statement;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-                                detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-        message := format('error %s: %s', state, message);
-        IF detail <> '' AND hint <> '' THEN
-            RAISE NOTICE '%', message USING DETAIL = detail, HINT = hint;
-        ELSIF detail <> '' THEN
-            RAISE NOTICE '%', message USING DETAIL = detail;
-        ELSIF hint <> '' THEN
-            RAISE NOTICE '%', message USING HINT = hint;
-        ELSE
-            RAISE NOTICE '%', message;
-        END IF;
-        RETURN;
-    END;
-    RAISE EXCEPTION 'expected an error from: %', statement;
-END $$;
-
 -- Tasks in this file are labelled by their reason; these look them up.
 CREATE FUNCTION sm_test.task(label text) RETURNS bigint LANGUAGE sql AS $$
     SELECT k.task_id FROM tasker.tasks k
@@ -99,18 +68,18 @@ SELECT sm_test.states('by hand'), sm_test.states('done at once');
 
 -- A step cannot complete without running, nor wait for a retry it never
 -- failed; a finished task cannot start again.  The error names both states.
-CALL sm_test.expect_error($$ UPDATE tasker.workflow_steps SET current_state = 'complete'
+CALL expect_error($$ UPDATE tasker.workflow_steps SET current_state = 'complete'
                               WHERE workflow_step_id = sm_test.step('by hand', 'first') $$);
-CALL sm_test.expect_error($$ UPDATE tasker.workflow_steps SET current_state = 'waiting_for_retry'
+CALL expect_error($$ UPDATE tasker.workflow_steps SET current_state = 'waiting_for_retry'
                               WHERE workflow_step_id = sm_test.step('by hand', 'second') $$);
-CALL sm_test.expect_error($$ UPDATE tasker.tasks SET current_state = 'pending'
+CALL expect_error($$ UPDATE tasker.tasks SET current_state = 'pending'
                               WHERE task_id = sm_test.task('done at once') $$);
-CALL sm_test.expect_error($$ UPDATE tasker.tasks SET current_state = 'in_progress'
+CALL expect_error($$ UPDATE tasker.tasks SET current_state = 'in_progress'
                               WHERE task_id = sm_test.task('done at once') $$);
 -- A state that does not exist.
-CALL sm_test.expect_error($$ UPDATE tasker.workflow_steps SET current_state = 'done'
+CALL expect_error($$ UPDATE tasker.workflow_steps SET current_state = 'done'
                               WHERE workflow_step_id = sm_test.step('by hand', 'first') $$);
-CALL sm_test.expect_error($$ UPDATE tasker.tasks SET current_state = 'waiting_for_retry'
+CALL expect_error($$ UPDATE tasker.tasks SET current_state = 'waiting_for_retry'
                               WHERE task_id = sm_test.task('by hand') $$);
 -- Nothing moved.
 SELECT sm_test.states('by hand'), sm_test.states('done at once');

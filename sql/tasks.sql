@@ -11,37 +11,6 @@
 
 CREATE SCHEMA tasks_test;
 
--- expect_error runs a statement that must fail and shows its error as a
--- notice: SQLSTATE, message, detail and hint.  The statement runs in a
--- subtransaction, so whatever it wrote is rolled back.
-CREATE PROCEDURE tasks_test.expect_error(statement text)
-    LANGUAGE plpgsql AS $$
-DECLARE
-    state text;
-    message text;
-    detail text;
-    hint text;
-BEGIN
-    BEGIN
-        EXECUTE statement;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-                                detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-        message := format('error %s: %s', state, message);
-        IF detail <> '' AND hint <> '' THEN
-            RAISE NOTICE '%', message USING DETAIL = detail, HINT = hint;
-        ELSIF detail <> '' THEN
-            RAISE NOTICE '%', message USING DETAIL = detail;
-        ELSIF hint <> '' THEN
-            RAISE NOTICE '%', message USING HINT = hint;
-        ELSE
-            RAISE NOTICE '%', message;
-        END IF;
-        RETURN;
-    END;
-    RAISE EXCEPTION 'expected an error from: %', statement;
-END $$;
-
 -- steps_of shows where the steps of a task stand, in creation (id) order.
 CREATE FUNCTION tasks_test.steps_of(p_task_id bigint)
     RETURNS TABLE (name text, current_state text, queue text, priority integer,
@@ -137,28 +106,28 @@ SELECT count(*) AS tasks_before FROM tasker.tasks
 SELECT tasker.create_task('tasks_test', 'order', context => '{"order_id": 1003, "speed": "normal",
          "note": null, "lines": [{"sku": "A-1", "qty": 1}, {"sku": "B-2", "qty": 3}]}') > 0 AS created;
 -- a required field missing
-CALL tasks_test.expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
+CALL expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
          context => '{"lines": []}') $$);
 -- a field of the wrong type: a string is not an integer, nor is 10.5
-CALL tasks_test.expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
+CALL expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
          context => '{"order_id": "1004", "lines": []}') $$);
-CALL tasks_test.expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
+CALL expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
          context => '{"order_id": 10.5, "lines": []}') $$);
 -- a value outside an enum
-CALL tasks_test.expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
+CALL expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
          context => '{"order_id": 1004, "speed": "slow", "lines": []}') $$);
 -- a field the schema does not list (additionalProperties is false)
-CALL tasks_test.expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
+CALL expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
          context => '{"order_id": 1004, "lines": [], "coupon": "FREE"}') $$);
 -- nested: the second line lacks "qty", the third has a numeric sku
-CALL tasks_test.expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
+CALL expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
          context => '{"order_id": 1004, "lines": [{"sku": "A-1", "qty": 1}, {"sku": "B-2"}]}') $$);
-CALL tasks_test.expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
+CALL expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
          context => '{"order_id": 1004, "lines": [{"sku": "A-1", "qty": 1}, {"sku": "B-2", "qty": 1}, {"sku": 3, "qty": 1}]}') $$);
 -- a context that is not an object, or NULL
-CALL tasks_test.expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
+CALL expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
          context => '[1004]') $$);
-CALL tasks_test.expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
+CALL expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
          context => NULL) $$);
 
 -- Without a context_schema any JSON object will do (but only an object).
@@ -168,7 +137,7 @@ SELECT tasker.create_task('tasks_test', 'free', context => '{"anything": [1, "tw
 SELECT context FROM tasker.tasks WHERE task_id = :free_task;
 SELECT tasker.create_task('tasks_test', 'free') AS free_task \gset
 SELECT context FROM tasker.tasks WHERE task_id = :free_task;
-CALL tasks_test.expect_error($$ SELECT tasker.create_task('tasks_test', 'free', context => '"just a string"') $$);
+CALL expect_error($$ SELECT tasker.create_task('tasks_test', 'free', context => '"just a string"') $$);
 
 -- Of all those, only the good one made a task.
 SELECT count(*) - :tasks_before AS tasks_created FROM tasker.tasks
@@ -177,12 +146,12 @@ SELECT count(*) - :tasks_before AS tasks_created FROM tasker.tasks
 --------------------------------------------------------------------------
 -- Unknown templates and NULL arguments.
 --------------------------------------------------------------------------
-CALL tasks_test.expect_error($$ SELECT tasker.create_task('tasks_test', 'no_such_template') $$);
-CALL tasks_test.expect_error($$ SELECT tasker.create_task('tasks_test_nowhere', 'order') $$);
-CALL tasks_test.expect_error($$ SELECT tasker.create_task('tasks_test', 'order', '1.0.1',
+CALL expect_error($$ SELECT tasker.create_task('tasks_test', 'no_such_template') $$);
+CALL expect_error($$ SELECT tasker.create_task('tasks_test_nowhere', 'order') $$);
+CALL expect_error($$ SELECT tasker.create_task('tasks_test', 'order', '1.0.1',
          context => '{"order_id": 1, "lines": []}') $$);
-CALL tasks_test.expect_error($$ SELECT tasker.create_task(NULL, 'order') $$);
-CALL tasks_test.expect_error($$ SELECT tasker.create_task('tasks_test', NULL) $$);
+CALL expect_error($$ SELECT tasker.create_task(NULL, 'order') $$);
+CALL expect_error($$ SELECT tasker.create_task('tasks_test', NULL) $$);
 
 --------------------------------------------------------------------------
 -- bypass_steps.
@@ -199,9 +168,9 @@ SELECT step_name, sort_key, from_state, to_state, metadata FROM tasker.step_tran
 -- Unknown step names are refused, all of them listed; NULL is no name.
 SELECT count(*) AS tasks_before FROM tasker.tasks
  WHERE named_task_id = tasker.find_template('tasks_test', 'order') \gset
-CALL tasks_test.expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
+CALL expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
          context => '{"order_id": 1006, "lines": []}', bypass_steps => '{validate,shipping,charging}') $$);
-CALL tasks_test.expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
+CALL expect_error($$ SELECT tasker.create_task('tasks_test', 'order',
          context => '{"order_id": 1006, "lines": []}', bypass_steps => '{validate,NULL}') $$);
 SELECT count(*) - :tasks_before AS tasks_created FROM tasker.tasks
  WHERE named_task_id = tasker.find_template('tasks_test', 'order');

@@ -10,37 +10,6 @@
 
 CREATE SCHEMA tpl_err;
 
--- expect_error runs a statement that must fail and shows its error as a
--- notice: SQLSTATE, message, detail and hint.  The statement runs in a
--- subtransaction, so whatever it wrote is rolled back.
-CREATE PROCEDURE tpl_err.expect_error(statement text)
-    LANGUAGE plpgsql AS $$
-DECLARE
-    state text;
-    message text;
-    detail text;
-    hint text;
-BEGIN
-    BEGIN
-        EXECUTE statement;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-                                detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-        message := format('error %s: %s', state, message);
-        IF detail <> '' AND hint <> '' THEN
-            RAISE NOTICE '%', message USING DETAIL = detail, HINT = hint;
-        ELSIF detail <> '' THEN
-            RAISE NOTICE '%', message USING DETAIL = detail;
-        ELSIF hint <> '' THEN
-            RAISE NOTICE '%', message USING HINT = hint;
-        ELSE
-            RAISE NOTICE '%', message;
-        END IF;
-        RETURN;
-    END;
-    RAISE EXCEPTION 'expected an error from: %', statement;
-END $$;
-
 -- Handlers, good and bad.
 CREATE FUNCTION tpl_err.good_handler(jsonb) RETURNS jsonb LANGUAGE sql AS 'SELECT $1';
 CREATE FUNCTION tpl_err.text_handler(text) RETURNS text LANGUAGE sql AS 'SELECT $1';
@@ -55,49 +24,49 @@ REVOKE EXECUTE ON FUNCTION tpl_err.private_handler(jsonb) FROM PUBLIC;
 -- The document: NULL, wrong JSON shapes, unknown fields.
 --------------------------------------------------------------------------
 SELECT tasker.register_template('{"namespace": "tpl_err", "name": "shape"}') > 0 AS registered;
-CALL tpl_err.expect_error($$ SELECT tasker.register_template(NULL) $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('[{"name": "shape"}]') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never"}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": ["shape"]}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "shape", "steps": {"name": "a"}}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "shape", "steps": ["a"]}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "shape", "steps": [{"description": "no name"}]}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "shape", "description": 42}') $$);
+CALL expect_error($$ SELECT tasker.register_template(NULL) $$);
+CALL expect_error($$ SELECT tasker.register_template('[{"name": "shape"}]') $$);
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never"}') $$);
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": ["shape"]}') $$);
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "shape", "steps": {"name": "a"}}') $$);
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "shape", "steps": ["a"]}') $$);
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "shape", "steps": [{"description": "no name"}]}') $$);
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "shape", "description": 42}') $$);
 
 -- Unknown fields are errors, so that a typo cannot silently drop something:
 -- "depend_on" would otherwise be a step with no dependency at all.
 SELECT tasker.register_template('{"namespace": "tpl_err", "name": "typo",
     "steps": [{"name": "a"}, {"name": "b", "depends_on": ["a"]}]}') > 0 AS registered;
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "typo",
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "typo",
     "steps": [{"name": "a"}, {"name": "b", "depend_on": ["a"]}]}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "typo",
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "typo",
     "retry_limit": 3}') $$);
 
 -- Names: letters, digits, "_", ".", ":" and "-" (a queue name ends up in a
 -- NOTIFY channel name, so namespaces and queues are at most 50 characters).
 SELECT tasker.register_template('{"namespace": "tpl_err", "name": "Billing.v2:nightly-run_1"}') > 0 AS registered;
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "nightly run"}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "", "name": "empty_namespace"}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "bad_step",
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "nightly run"}') $$);
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "", "name": "empty_namespace"}') $$);
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "bad_step",
     "steps": [{"name": "-leading-dash"}]}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template(jsonb_build_object('namespace', 'tpl_err_never',
+CALL expect_error($$ SELECT tasker.register_template(jsonb_build_object('namespace', 'tpl_err_never',
     'name', 'long_queue', 'steps', jsonb_build_array(jsonb_build_object('name', 'a', 'queue', repeat('q', 51))))) $$);
 
 --------------------------------------------------------------------------
 -- Versions: MAJOR.MINOR.PATCH, non-negative integers without leading zeros.
 --------------------------------------------------------------------------
 SELECT tasker.register_template('{"namespace": "tpl_err", "name": "semver", "version": "10.0.1"}') > 0 AS registered;
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "semver", "version": "1.0"}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "semver", "version": "v1.0.0"}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "semver", "version": "1.0.0-beta"}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "semver", "version": "01.0.0"}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "semver", "version": 1}') $$);
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "semver", "version": "1.0"}') $$);
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "semver", "version": "v1.0.0"}') $$);
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "semver", "version": "1.0.0-beta"}') $$);
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "semver", "version": "01.0.0"}') $$);
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "semver", "version": 1}') $$);
 
 --------------------------------------------------------------------------
 -- identity_strategy and context_schema.
 --------------------------------------------------------------------------
 SELECT tasker.register_template('{"namespace": "tpl_err", "name": "identity", "identity_strategy": "caller_provided"}') > 0 AS registered;
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "identity", "identity_strategy": "hash"}') $$);
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "identity", "identity_strategy": "hash"}') $$);
 
 -- The context schema is a JSON-schema subset: type, required, properties,
 -- enum, items, additionalProperties (true or false), and annotations.
@@ -106,15 +75,15 @@ SELECT tasker.register_template('{"namespace": "tpl_err", "name": "schema", "con
     "type": "object", "required": ["id"], "additionalProperties": false,
     "properties": {"id": {"type": "integer"}, "mode": {"enum": ["fast", "slow"]},
                    "lines": {"type": "array", "items": {"type": ["string", "null"]}}}}}') > 0 AS registered;
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "schema",
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "schema",
     "context_schema": "object"}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "schema",
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "schema",
     "context_schema": {"type": "object", "properties": {"id": {"type": "int"}}}}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "schema",
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "schema",
     "context_schema": {"type": "object", "required": "id"}}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "schema",
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "schema",
     "context_schema": {"type": "string", "pattern": "^[0-9]+$"}}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "schema",
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "schema",
     "context_schema": {"type": "object", "additionalProperties": {"type": "string"}}}') $$);
 
 --------------------------------------------------------------------------
@@ -124,28 +93,28 @@ SELECT tasker.register_template('{"namespace": "tpl_err", "name": "dag", "steps"
     {"name": "a"}, {"name": "b", "depends_on": "a"}, {"name": "c", "depends_on": ["a", "b"]}]}') > 0 AS registered;
 
 -- A duplicate step name.
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "dag", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "dag", "steps": [
     {"name": "a"}, {"name": "b", "depends_on": "a"}, {"name": "a"}]}') $$);
 
 -- A dependency on a step the template does not have (in any spelling).
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "dag", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "dag", "steps": [
     {"name": "a"}, {"name": "b", "depends_on": "a"}, {"name": "c", "depends_on": ["a", "bb"]}]}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "dag", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "dag", "steps": [
     {"name": "a"}, {"name": "b", "depends_on_step": "z"}]}') $$);
 
 -- Dependencies are step names: strings, or a list of them.
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "dag", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "dag", "steps": [
     {"name": "a"}, {"name": "b", "depends_on": [1]}]}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "dag", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "dag", "steps": [
     {"name": "a"}, {"name": "b", "depends_on_steps": {"a": true}}]}') $$);
 
 -- A step that depends on itself.
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "dag", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "dag", "steps": [
     {"name": "a"}, {"name": "b", "depends_on": ["a", "b"]}]}') $$);
 
 -- A cycle: the message names the steps on it, and only those (here "start"
 -- leads into the cycle and "report" hangs off it; neither is on it).
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "dag", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "dag", "steps": [
     {"name": "start"},
     {"name": "charge", "depends_on": ["start", "refund"]},
     {"name": "ship", "depends_on": "charge"},
@@ -161,29 +130,29 @@ SELECT tasker.register_template('{"namespace": "tpl_err", "name": "limits", "ste
 
 -- max_attempts (or default_retry_limit) is a positive integer: one attempt
 -- is the least a step can have.
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "limits", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "limits", "steps": [
     {"name": "a", "max_attempts": 0}]}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "limits", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "limits", "steps": [
     {"name": "a", "max_attempts": -3}]}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "limits", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "limits", "steps": [
     {"name": "a", "default_retry_limit": 0}]}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "limits", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "limits", "steps": [
     {"name": "a", "max_attempts": 2.5}]}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "limits", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "limits", "steps": [
     {"name": "a", "max_attempts": "3"}]}') $$);
 
 -- retryable and skippable are booleans.
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "limits", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "limits", "steps": [
     {"name": "a", "retryable": "yes"}]}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "limits", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "limits", "steps": [
     {"name": "a", "default_retryable": 0}]}') $$);
 
 -- A timeout is a positive number of seconds or an interval.
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "limits", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "limits", "steps": [
     {"name": "a", "timeout": -5}]}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "limits", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "limits", "steps": [
     {"name": "a", "timeout": "0 seconds"}]}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "limits", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "limits", "steps": [
     {"name": "a", "timeout": "soon"}]}') $$);
 
 --------------------------------------------------------------------------
@@ -196,31 +165,31 @@ SELECT tasker.register_template('{"namespace": "tpl_err", "name": "handlers", "s
 
 -- A function that does not exist (the name is never run as SQL: it is
 -- looked up as a function signature, so nothing can be injected).
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
     {"name": "a", "handler": "tpl_err.no_such_handler"}]}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
     {"name": "a", "handler": "tpl_err.good_handler(jsonb); DROP SCHEMA tpl_err CASCADE"}]}') $$);
 
 -- Handler names are looked up with search_path = pg_catalog, whatever the
 -- session's: a handler must be named with its schema.
 SET search_path = tpl_err, public;
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
     {"name": "a", "handler": "good_handler"}]}') $$);
 RESET search_path;
 
 -- Functions of the wrong type: other arguments, another result, a set, a
 -- procedure; and a handler given as something other than a string.
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
     {"name": "a", "handler": "tpl_err.text_handler(text)"}]}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
     {"name": "a", "handler": "tpl_err.returns_text"}]}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
     {"name": "a", "handler": "tpl_err.two_args(jsonb, jsonb)"}]}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
     {"name": "a", "handler": "tpl_err.many_rows"}]}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
     {"name": "a", "handler": "tpl_err.a_procedure"}]}') $$);
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
     {"name": "a", "handler": {"function": "tpl_err.good_handler"}}]}') $$);
 
 -- A handler runs as the role that registers its template, so that role must
@@ -233,7 +202,7 @@ CREATE ROLE regress_tpl_err_submitter;
 SELECT tasker.grant_submitter('regress_tpl_err_submitter', 'tpl_err_never');
 GRANT USAGE ON SCHEMA tpl_err TO regress_tpl_err_submitter;
 SET LOCAL ROLE regress_tpl_err_submitter;
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "handlers", "steps": [
     {"name": "a", "handler": "tpl_err.private_handler"}]}') $$);
 RESET ROLE;
 GRANT EXECUTE ON FUNCTION tpl_err.private_handler(jsonb) TO regress_tpl_err_submitter;
@@ -250,7 +219,7 @@ ROLLBACK;
 -- A refusal found late, after the namespace, the template and its first
 -- step were inserted (the second step's dependent system name is checked
 -- while the steps are stored), leaves none of them behind.
-CALL tpl_err.expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "late",
+CALL expect_error($$ SELECT tasker.register_template('{"namespace": "tpl_err_never", "name": "late",
     "default_dependent_system": "tpl_err_never_system", "steps": [
     {"name": "a"}, {"name": "b", "dependent_system": "no spaces allowed"}]}') $$);
 

@@ -12,37 +12,6 @@
 
 CREATE SCHEMA tpl_test;
 
--- expect_error runs a statement that must fail and shows its error as a
--- notice: SQLSTATE, message, detail and hint.  The statement runs in a
--- subtransaction, so whatever it wrote is rolled back.
-CREATE PROCEDURE tpl_test.expect_error(statement text)
-    LANGUAGE plpgsql AS $$
-DECLARE
-    state text;
-    message text;
-    detail text;
-    hint text;
-BEGIN
-    BEGIN
-        EXECUTE statement;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-                                detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-        message := format('error %s: %s', state, message);
-        IF detail <> '' AND hint <> '' THEN
-            RAISE NOTICE '%', message USING DETAIL = detail, HINT = hint;
-        ELSIF detail <> '' THEN
-            RAISE NOTICE '%', message USING DETAIL = detail;
-        ELSIF hint <> '' THEN
-            RAISE NOTICE '%', message USING HINT = hint;
-        ELSE
-            RAISE NOTICE '%', message;
-        END IF;
-        RETURN;
-    END;
-    RAISE EXCEPTION 'expected an error from: %', statement;
-END $$;
-
 -- A SQL handler is a function (jsonb) RETURNS jsonb.
 CREATE FUNCTION tpl_test.charge_card(input jsonb) RETURNS jsonb
     LANGUAGE sql AS $$ SELECT jsonb_build_object('charged', input -> 'context' -> 'amount') $$;
@@ -192,7 +161,7 @@ SELECT count(*) AS templates_after FROM tasker.templates
 
 -- A registered version is immutable: a different body under the same
 -- namespace, name and version is refused (here: one more step).
-CALL tpl_test.expect_error($$
+CALL expect_error($$
 SELECT tasker.register_template('{
   "namespace": "tpl_test", "name": "rails_spelling", "version": "1.0.0",
   "steps": [{"name": "fetch"}, {"name": "parse", "depends_on": "fetch", "retryable": false},
@@ -254,4 +223,4 @@ SELECT t.version, count(*) AS tasks, min(s.steps) AS steps
  GROUP BY t.version, t.version_order ORDER BY t.version_order;
 
 -- An unknown name or version is an error (more in tasks and template_errors).
-CALL tpl_test.expect_error($$ SELECT tasker.create_task('tpl_test', 'versioned', '1.3.0') $$);
+CALL expect_error($$ SELECT tasker.create_task('tpl_test', 'versioned', '1.3.0') $$);

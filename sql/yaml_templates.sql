@@ -16,37 +16,6 @@
 
 CREATE SCHEMA yaml_test;
 
--- expect_error runs a statement that must fail and shows its error as a
--- notice: SQLSTATE, message, detail and hint.  The statement runs in a
--- subtransaction, so whatever it wrote is rolled back.
-CREATE PROCEDURE yaml_test.expect_error(statement text)
-    LANGUAGE plpgsql AS $$
-DECLARE
-    state text;
-    message text;
-    detail text;
-    hint text;
-BEGIN
-    BEGIN
-        EXECUTE statement;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-                                detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-        message := format('error %s: %s', state, message);
-        IF detail <> '' AND hint <> '' THEN
-            RAISE NOTICE '%', message USING DETAIL = detail, HINT = hint;
-        ELSIF detail <> '' THEN
-            RAISE NOTICE '%', message USING DETAIL = detail;
-        ELSIF hint <> '' THEN
-            RAISE NOTICE '%', message USING HINT = hint;
-        ELSE
-            RAISE NOTICE '%', message;
-        END IF;
-        RETURN;
-    END;
-    RAISE EXCEPTION 'expected an error from: %', statement;
-END $$;
-
 -- edges lists a registered template's DAG as "parent -> child", in step order.
 CREATE FUNCTION yaml_test.edges(ns text, template text) RETURNS SETOF text
     LANGUAGE sql AS $$
@@ -303,7 +272,7 @@ SELECT tasker.template_graph('yaml_test', 'diamond_workflow_task');
 -- settings shared by every step are written once, with an anchor and the
 -- merge key; a step overrides what it sets itself.  (The shared settings
 -- cannot sit under a key of their own: the format knows no such field.)
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: tree_workflow_task
 namespace_name: yaml_test
 version: 1.0.0
@@ -464,7 +433,7 @@ SELECT step_name, attempt, (tasker.step_handler(step_id)).*
   FROM tasker.claim_steps('tasker.testing.configurable_failure_handler', 'yaml-worker', 10);
 SELECT * FROM tasker.step_handler(
     (SELECT workflow_step_id FROM tasker.workflow_steps WHERE task_id = :task_id AND name = 'process_data'));
-CALL yaml_test.expect_error($$
+CALL expect_error($$
     SELECT tasker.create_task('yaml_test', 'linear_workflow_task', context => '{"batch_id": 7}') $$);
 SELECT tasker.cancel_task(:task_id) AS cancelled_steps;
 
@@ -504,7 +473,7 @@ $y$) = :linear_id AS same_id;
 -- A registered version is immutable, the kept fields too: another
 -- handler_config at the same version is refused (the template JSON alone
 -- would be the same).
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: diamond_workflow_task
 namespace_name: yaml_test
 version: 1.0.0
@@ -583,14 +552,14 @@ $y$) -> 'steps') s;
 
 -- Two classes whose queues would be the same are refused, in one template
 -- and across templates; an explicit queue settles it.
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 namespace_name: yaml_test_queues
 name: clash
 step_templates:
   - {name: one, handler_class: Api::HttpClient}
   - {name: two, handler_class: Api::HTTPClient}
 $y$) $$);
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 namespace_name: yaml_test_queues
 name: clash
 step_templates:
@@ -604,11 +573,11 @@ step_templates:
 $y$) > 0 AS registered;
 
 -- A class name tasker cannot make a queue of.
-CALL yaml_test.expect_error($$ SELECT tasker.yaml_template($y$
+CALL expect_error($$ SELECT tasker.yaml_template($y$
 name: bad_class
 step_templates: [{name: one, handler_class: validate_order}]
 $y$) $$);
-CALL yaml_test.expect_error($$ SELECT tasker.yaml_template($y$
+CALL expect_error($$ SELECT tasker.yaml_template($y$
 name: bad_class
 step_templates: [{name: one, handler_class: Acme::AVeryLongHandlerClassNameThatIsLongerThanFiftyCharacters}]
 $y$) $$);
@@ -617,46 +586,46 @@ $y$) $$);
 -- YAML that does not parse: SQLSTATE 22P02 with libyaml's line and column
 -- (line 1 is the line $y$ is on).
 --------------------------------------------------------------------------
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: unclosed
 step_templates:
   - {name: a, depends_on_steps: [b, c}
 $y$) $$);
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: bad_indent
 step_templates:
   - name: a
      description: indented too far
 $y$) $$);
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: "unterminated
 step_templates: []
 $y$) $$);
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml(E'name: tab\n\tversion: 1.0.0') $$);
+CALL expect_error($$ SELECT tasker.register_template_yaml(E'name: tab\n\tversion: 1.0.0') $$);
 
 -- Valid YAML that is not one JSON document: a key written twice, an alias
 -- to no anchor, a recursive alias, a sequence as a key, a tag with no JSON
 -- meaning, infinity, two documents, aliases that expand 18 written values
 -- to over twelve million.
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: twice
 step_templates:
   - name: a
     depends_on_step: b
     depends_on_step: c
 $y$) $$);
-CALL yaml_test.expect_error($$ SELECT tasker.yaml_to_jsonb($y$
+CALL expect_error($$ SELECT tasker.yaml_to_jsonb($y$
 step_templates:
   - *first_step
 $y$) $$);
-CALL yaml_test.expect_error($$ SELECT tasker.yaml_to_jsonb('loop: &loop [1, *loop]') $$);
-CALL yaml_test.expect_error($$ SELECT tasker.yaml_to_jsonb('? [a, b]
+CALL expect_error($$ SELECT tasker.yaml_to_jsonb('loop: &loop [1, *loop]') $$);
+CALL expect_error($$ SELECT tasker.yaml_to_jsonb('? [a, b]
 : pair') $$);
-CALL yaml_test.expect_error($$ SELECT tasker.yaml_to_jsonb('handler: !ruby/class OrderHandler') $$);
-CALL yaml_test.expect_error($$ SELECT tasker.yaml_to_jsonb('timeout: .inf') $$);
-CALL yaml_test.expect_error($$ SELECT tasker.yaml_to_jsonb('--- {name: one}
+CALL expect_error($$ SELECT tasker.yaml_to_jsonb('handler: !ruby/class OrderHandler') $$);
+CALL expect_error($$ SELECT tasker.yaml_to_jsonb('timeout: .inf') $$);
+CALL expect_error($$ SELECT tasker.yaml_to_jsonb('--- {name: one}
 --- {name: two}') $$);
-CALL yaml_test.expect_error($$ SELECT tasker.yaml_to_jsonb($y$
+CALL expect_error($$ SELECT tasker.yaml_to_jsonb($y$
 a: &a [x, x, x, x, x, x, x, x, x, x]
 b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
 c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
@@ -669,29 +638,29 @@ $y$) $$);
 --------------------------------------------------------------------------
 -- YAML of the wrong shape: SQLSTATE 22023, naming the field.
 --------------------------------------------------------------------------
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml('') $$);
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml('- name: a_list') $$);
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml('just a string') $$);
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml('') $$);
+CALL expect_error($$ SELECT tasker.register_template_yaml('- name: a_list') $$);
+CALL expect_error($$ SELECT tasker.register_template_yaml('just a string') $$);
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: steps_as_mapping
 namespace_name: yaml_test_never
 step_templates:
   first: {name: a}
 $y$) $$);
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: step_as_string
 namespace_name: yaml_test_never
 step_templates:
   - first
 $y$) $$);
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: nameless_step
 namespace_name: yaml_test_never
 step_templates:
   - description: no name
 $y$) $$);
 -- (a typo in a field name is an error, never a silently lost dependency)
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: typo
 namespace_name: yaml_test_never
 step_templates:
@@ -699,36 +668,36 @@ step_templates:
   - name: b
     depends_on_stpe: a
 $y$) $$);
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: typo
 namespace: yaml_test_never
 $y$) $$);
 -- (an unquoted 1.0 is a float, not a version)
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: float_version
 namespace_name: yaml_test_never
 version: 1.0
 $y$) $$);
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: bad_config
 namespace_name: yaml_test_never
 step_templates:
   - {name: a, handler_config: [failure_count, 1]}
 $y$) $$);
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: bad_concurrent
 namespace_name: yaml_test_never
 concurrent: sometimes
 $y$) $$);
 -- named_steps must list exactly the step templates.
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: named_mismatch
 namespace_name: yaml_test_never
 named_steps: [a, b]
 step_templates:
   - name: a
 $y$) $$);
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: named_mismatch
 namespace_name: yaml_test_never
 named_steps: [a]
@@ -740,7 +709,7 @@ $y$) $$);
 --------------------------------------------------------------------------
 -- Well-formed YAML, bad template: register_template's own checks.
 --------------------------------------------------------------------------
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: unknown_dependency
 namespace_name: yaml_test_never
 step_templates:
@@ -748,7 +717,7 @@ step_templates:
   - name: b
     depends_on_steps: [a, c]
 $y$) $$);
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: cycle
 namespace_name: yaml_test_never
 step_templates:
@@ -756,14 +725,14 @@ step_templates:
   - {name: b, depends_on_step: a}
   - {name: c, depends_on_step: b}
 $y$) $$);
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: retry_limit_as_text
 namespace_name: yaml_test_never
 step_templates:
   - {name: a, default_retry_limit: "3"}
 $y$) $$);
 -- (a schema keyword tasker cannot enforce is refused, not dropped)
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: schema_minimum
 namespace_name: yaml_test_never
 schema:
@@ -771,7 +740,7 @@ schema:
   properties:
     quantity: {type: integer, minimum: 1}
 $y$) $$);
-CALL yaml_test.expect_error($$ SELECT tasker.register_template_yaml($y$
+CALL expect_error($$ SELECT tasker.register_template_yaml($y$
 name: missing_handler
 namespace_name: yaml_test_never
 step_templates:
