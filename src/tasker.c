@@ -36,6 +36,10 @@ int			tasker_executor_idle_timeout = 10000;
 int			tasker_executor_batch_size = 4;
 int			tasker_stuck_step_threshold = 300;
 bool		tasker_publish_events = false;
+int			tasker_max_template_steps = 1000;
+int			tasker_max_step_dependencies = 200;
+int			tasker_max_context_size = 16 * 1024;
+int			tasker_max_results_size = 1024;
 
 bool		tasker_preloaded = false;
 
@@ -108,6 +112,30 @@ DefineGucs(void)
 							 "Sends lifecycle events on the tasker_events channel.",
 							 NULL, &tasker_publish_events, false, PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+
+	/*
+	 * Limits on what comes in (src/limits.c says why).  SUSET: a submitter
+	 * or a worker must not lift them for itself.
+	 */
+	DefineCustomIntVariable("tasker.max_template_steps",
+							"Most steps a task template may have.",
+							NULL, &tasker_max_template_steps, 1000, 1, 1000000,
+							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("tasker.max_step_dependencies",
+							"Most parents a step of a task template may have.",
+							"A step's input carries each parent's results.",
+							&tasker_max_step_dependencies, 200, 1, 1000000,
+							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("tasker.max_context_size",
+							"Largest context a task may be created with.",
+							"Every step's input carries the context.",
+							&tasker_max_context_size, 16 * 1024, 1, 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomIntVariable("tasker.max_results_size",
+							"Largest results (or error document) a step may record.",
+							"Each child's input carries its parents' results.",
+							&tasker_max_results_size, 1024, 1, 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_KB, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("tasker");
 }

@@ -24,6 +24,10 @@ extern int	tasker_executor_idle_timeout;	/* milliseconds */
 extern int	tasker_executor_batch_size;
 extern int	tasker_stuck_step_threshold;	/* seconds */
 extern bool tasker_publish_events;
+extern int	tasker_max_template_steps;
+extern int	tasker_max_step_dependencies;
+extern int	tasker_max_context_size;	/* kB */
+extern int	tasker_max_results_size;	/* kB */
 
 /* true when loaded through shared_preload_libraries */
 extern bool tasker_preloaded;

@@ -214,6 +214,13 @@ CREATE FUNCTION tasker._step_input(p_task_id bigint, p_step_id bigint, p_name te
              WHERE e.task_id = p_task_id AND e.to_step_id = p_step_id), '{}'::jsonb))
 $$;
 
+-- _check_count and _check_size raise 54000 when an amount, or a value's
+-- size, exceeds the limit set by the named setting (src/limits.c).
+CREATE FUNCTION tasker._check_count(setting text, amount bigint, what text) RETURNS void
+    LANGUAGE c STRICT STABLE AS 'MODULE_PATHNAME', 'tasker_check_count';
+CREATE FUNCTION tasker._check_size(setting text, value jsonb, what text) RETURNS void
+    LANGUAGE c STRICT STABLE AS 'MODULE_PATHNAME', 'tasker_check_size';
+
 -- _require raises 22004 when a required argument is NULL.
 CREATE FUNCTION tasker._require(value anyelement, argument text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE AS $$

@@ -336,6 +336,8 @@ BEGIN
     PERFORM tasker._json_field(template, 'default_dependent_system', 'string', 'template');
 
     steps := coalesce(tasker._json_field(template, 'steps', 'array', 'template'), '[]');
+    PERFORM tasker._check_count('tasker.max_template_steps', jsonb_array_length(steps),
+                                format('template "%s.%s"', ns, tname));
     -- read once: template may be a TOASTed value, detoasted by every read
     default_system := template -> 'default_dependent_system';
 
@@ -376,6 +378,8 @@ BEGIN
             'depends_on_steps', 'handler', 'queue', 'retryable', 'default_retryable', 'max_attempts',
             'default_retry_limit', 'timeout', 'skippable', 'dependent_system'], 'step');
         deps := tasker._step_dependencies(step, step_name);
+        PERFORM tasker._check_count('tasker.max_step_dependencies', cardinality(deps),
+                                    format('step "%s"', step_name));
         FOREACH dep IN ARRAY deps LOOP
             IF dep = step_name THEN
                 RAISE EXCEPTION 'step "%" depends on itself', step_name

@@ -66,6 +66,7 @@ BEGIN
         RAISE EXCEPTION 'context must be a JSON object, not %', jsonb_typeof(context)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM tasker._check_size('tasker.max_context_size', context, 'context');
     tags := coalesce(tags, '{}');
     bypass_steps := coalesce(bypass_steps, '{}');
     priority := coalesce(priority, 0);

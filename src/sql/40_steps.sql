@@ -160,6 +160,7 @@ DECLARE
     step tasker.workflow_steps;
 BEGIN
     PERFORM tasker._authorize_step(step_id);
+    PERFORM tasker._check_size('tasker.max_results_size', results, 'results of step ' || step_id);
     step := tasker._lock_attempt(step_id, attempt);
     IF step.workflow_step_id IS NULL THEN
         RETURN false;               -- stale: reclaimed, cancelled or resolved
@@ -238,6 +239,7 @@ DECLARE
     step tasker.workflow_steps;
 BEGIN
     PERFORM tasker._authorize_step(step_id);
+    PERFORM tasker._check_size('tasker.max_results_size', error, 'error of step ' || step_id);
     step := tasker._lock_attempt(step_id, attempt);
     IF step.workflow_step_id IS NULL THEN
         RETURN NULL;                -- stale: nothing changed
@@ -357,6 +359,7 @@ DECLARE
 BEGIN
     PERFORM tasker._authorize('admin', '', NULL);
     PERFORM tasker._require(step_id, 'step_id');
+    PERFORM tasker._check_size('tasker.max_results_size', results, 'results of step ' || step_id);
     SELECT * INTO step FROM tasker.workflow_steps WHERE workflow_step_id = step_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'step % does not exist', step_id USING ERRCODE = 'undefined_object';

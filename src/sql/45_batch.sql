@@ -75,6 +75,10 @@ BEGIN
     IF missing IS NOT NULL THEN
         RAISE EXCEPTION 'step % does not exist', missing USING ERRCODE = 'undefined_object';
     END IF;
+    IF results IS NOT NULL THEN
+        PERFORM tasker._check_size('tasker.max_results_size', r.result, 'results of step ' || r.id)
+           FROM unnest(step_ids, results) AS r(id, result);
+    END IF;
     IF done_step_ids IS NULL THEN
         RETURN 0;                   -- every element stale: nothing changed
     END IF;

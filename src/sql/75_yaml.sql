@@ -188,6 +188,10 @@ BEGIN
     PERFORM tasker._yaml_field(doc, 'handler_config', 'object', what);
     PERFORM tasker._yaml_field(doc, 'environments', 'object', what);
 
+    -- (before the loop, whose cost grows with the square of the steps)
+    PERFORM tasker._check_count('tasker.max_template_steps',
+        jsonb_array_length(coalesce(tasker._yaml_field(doc, 'step_templates', 'array', what), '[]')),
+        format('template "%s.%s"', coalesce(doc ->> 'namespace_name', 'default'), doc ->> 'name'));
     FOR step IN SELECT value FROM jsonb_array_elements(
                     coalesce(tasker._yaml_field(doc, 'step_templates', 'array', what), '[]')) LOOP
         i := i + 1;
