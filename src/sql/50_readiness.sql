@@ -117,9 +117,13 @@ BEGIN
             USING ERRCODE = 'active_sql_transaction',
                   HINT = 'It counts what is committed once it holds its locks.';
     END IF;
-    -- writers wait until the count is done; the statements below see
-    -- everything committed before the lock was granted
-    LOCK TABLE tasker.tasks, tasker.workflow_steps IN SHARE MODE;
+    -- Every writer adds its deltas to state_counts just before it commits,
+    -- so this lock is enough for an exact count: a writer that committed
+    -- before it was granted is counted below, any other waits at its
+    -- flush and adds its deltas to the new count.  (A SHARE lock on tasks
+    -- and workflow_steps deadlocked with every writer holding one of them
+    -- and wanting the other, and let two recounts both insert slot 0.)
+    LOCK TABLE tasker.state_counts IN EXCLUSIVE MODE;
     DELETE FROM tasker.state_counts;
     PERFORM tasker._forget_state_counts('task');
     PERFORM tasker._forget_state_counts('step');
@@ -143,7 +147,7 @@ BEGIN
               FROM tasker.workflow_steps) s;
 END $$;
 COMMENT ON FUNCTION tasker.recount_states() IS
-    'Rebuilds the task and step state counters from a full count (after a restore with triggers disabled, or to check them); blocks writers while it counts.';
+    'Rebuilds the task and step state counters from a full count (after a restore with triggers disabled, or to check them); writers wait at commit while it counts.';
 
 -- Steps waiting out a retry delay, for in_backoff_steps (a few rows: only
 -- steps in waiting_for_retry are in it).
