@@ -461,6 +461,16 @@ BEGIN
     END LOOP;
 END $$;
 
+-- What earlier runs found, kept as plain regression checks:
+-- "skippable": null (as YAML's "skippable: ~" gives) is false, as for any
+-- other field, not a NOT NULL violation of named_steps.
+SELECT tasker.register_template('{"namespace": "fz_found", "name": "null_skippable",
+    "steps": [{"name": "a", "skippable": null}]}') IS NOT NULL AS registered;
+SELECT skippable FROM tasker.named_steps
+ WHERE named_task_id = tasker.find_template('fz_found', 'null_skippable');
+-- (two recount_states() at once, and recount_states() against writers,
+-- are in test/isolation/specs/recount_race.spec)
+
 SELECT setseed(0.42);
 CALL fuzz.run(2000);
 

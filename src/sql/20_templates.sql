@@ -442,7 +442,7 @@ BEGIN
             'retryable', retryable,
             'max_attempts', max_attempts::text::integer,
             'timeout', timeout::text,
-            'skippable', coalesce(step -> 'skippable', 'false'),
+            'skippable', coalesce(tasker._json_field(step, 'skippable', 'boolean', 'step'), 'false'),
             'dependent_system', coalesce(step -> 'dependent_system', default_system));
     END LOOP;
 
