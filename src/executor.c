@@ -15,6 +15,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -198,6 +199,15 @@ ClaimBatch(MemoryContext batch_context, ClaimedStep **steps)
  * was registered and that the owner may still execute it; settings the
  * handler changes (even with a plain SET) are undone when it returns, so
  * that nothing it does outlives its step in this session.
+ *
+ * It runs as a security-restricted operation, as PostgreSQL runs index
+ * expressions for VACUUM: nothing the handler leaves behind may run later
+ * as the executor's superuser — no temporary table (the next step, of
+ * another role, would find it first in its search_path), no WITH HOLD
+ * cursor (persisted at commit), no deferred trigger (fired at commit).
+ * Constraints are made IMMEDIATE first, so that deferrable constraints are
+ * checked at the end of each statement, as the handler's role, instead of
+ * being refused.
  */
 static Datum
 CallHandler(ClaimedStep *step)
@@ -211,8 +221,10 @@ CallHandler(ClaimedStep *step)
 
 	TaskerCheckHandler(step->handler, step->owner, step->handler_owner);
 
+	AfterTriggerSetState(makeNode(ConstraintsSetStmt)); /* SET CONSTRAINTS ALL IMMEDIATE */
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(step->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(step->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
 	save_nestlevel = NewGUCNestLevel();
 	TaskerEnterHandler(step->owner);
 

@@ -285,10 +285,17 @@ BEGIN
          ORDER BY task_id, workflow_step_id
            FOR UPDATE SKIP LOCKED
     LOOP
-        PERFORM tasker._record_failure(step,
-            jsonb_build_object('message', 'lease expired', 'lease_expires_at', step.lease_expires_at),
-            true, NULL, 'lease_expired');
-        reaped := reaped + 1;
+        -- one step that cannot be recorded (a failing user trigger, a full
+        -- disk) must not keep every other lease from being reaped
+        BEGIN
+            PERFORM tasker._record_failure(step,
+                jsonb_build_object('message', 'lease expired', 'lease_expires_at', step.lease_expires_at),
+                true, NULL, 'lease_expired');
+            reaped := reaped + 1;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'could not reap the expired lease of step %: %', step.workflow_step_id, SQLERRM
+                USING ERRCODE = SQLSTATE;
+        END;
     END LOOP;
     RETURN reaped;
 END $$;

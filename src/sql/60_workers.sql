@@ -59,10 +59,17 @@ BEGIN
          ORDER BY task_id, workflow_step_id
            FOR UPDATE SKIP LOCKED
     LOOP
-        PERFORM tasker._record_failure(step,
-            jsonb_build_object('message', 'executor exited mid-step', 'executor', step.claimed_by),
-            true, NULL, 'executor_lost');
-        recovered := recovered + 1;
+        -- one step that cannot be recorded must not hold up the others, nor
+        -- the rest of the dispatcher's round (which starts the executors)
+        BEGIN
+            PERFORM tasker._record_failure(step,
+                jsonb_build_object('message', 'executor exited mid-step', 'executor', step.claimed_by),
+                true, NULL, 'executor_lost');
+            recovered := recovered + 1;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'could not recover step %: %', step.workflow_step_id, SQLERRM
+                USING ERRCODE = SQLSTATE;
+        END;
     END LOOP;
     RETURN recovered;
 END $$;
