@@ -29,6 +29,14 @@ SET tasker.backoff_base = 0;
 SET tasker.default_lease = '1h';
 CREATE SCHEMA fuzz;
 
+-- How the generator runs: here, with nothing that depends on timing or on
+-- other sessions.  test/t/040_fuzz.pl runs the same generator from several
+-- sessions at once, a commit per call, with SQL handlers (run by the
+-- background workers meanwhile) and leases short enough to expire.
+CREATE TABLE fuzz.options (sql_handlers boolean NOT NULL, short_leases boolean NOT NULL,
+                           commit_every integer NOT NULL);
+INSERT INTO fuzz.options VALUES (false, false, 20);
+
 -- The functions under test, with how often each is called.
 CREATE TABLE fuzz.api AS
 SELECT p.oid::regprocedure AS fn, p.oid AS fn_oid, p.proname::text AS name, p.pronargs::integer AS nargs,
@@ -130,7 +138,7 @@ BEGIN
     FOR depth IN 1..4 LOOP
         EXIT WHEN fuzz.chance(0.25);
         IF jsonb_typeof(cur) = 'object' AND cur <> '{}' THEN
-            SELECT key INTO k FROM jsonb_object_keys(cur) key ORDER BY key OFFSET fuzz.r((SELECT count(*)::integer FROM jsonb_object_keys(cur))) LIMIT 1;
+            SELECT key INTO k FROM jsonb_object_keys(cur) key ORDER BY key COLLATE "C" OFFSET fuzz.r((SELECT count(*)::integer FROM jsonb_object_keys(cur))) LIMIT 1;
         ELSIF jsonb_typeof(cur) = 'array' AND jsonb_array_length(cur) > 0 THEN
             k := fuzz.r(jsonb_array_length(cur))::text;
         ELSE
@@ -195,9 +203,13 @@ BEGIN
         IF fuzz.chance(0.1) THEN
             step := step || jsonb_build_object('timeout', fuzz.pick(ARRAY['10', '"1 minute"', '-5', '"soon"', '0', '1e300']::jsonb[]));
         END IF;
-        IF fuzz.chance(0.05) THEN   -- handlers that do not exist or do not fit: no step runs in the background
-            step := step || jsonb_build_object('handler', fuzz.pick(ARRAY['fuzz.no_such_function(jsonb)',
-                'pg_catalog.now()', 'pg_catalog.jsonb_pretty(jsonb)', $h$x'); DROP TABLE t; --$h$, '', 'fuzz.r']));
+        -- handlers that do not exist or do not fit (so that here no step
+        -- runs in the background), or fzh.run, which 040_fuzz.pl defines
+        IF fuzz.chance(CASE WHEN (SELECT sql_handlers FROM fuzz.options) THEN 0.3 ELSE 0.05 END) THEN
+            step := step || jsonb_build_object('handler', fuzz.pick(CASE WHEN (SELECT sql_handlers FROM fuzz.options)
+                THEN ARRAY['fzh.run(jsonb)', 'fzh.run(jsonb)', 'fzh.run(jsonb)', 'fzh.run(jsonb)', 'fuzz.no_such_function(jsonb)']
+                ELSE ARRAY['fuzz.no_such_function(jsonb)', 'pg_catalog.now()', 'pg_catalog.jsonb_pretty(jsonb)',
+                           $h$x'); DROP TABLE t; --$h$, '', 'fuzz.r'] END));
         END IF;
         IF fuzz.chance(0.1) THEN step := step || jsonb_build_object('dependent_system', fuzz.pick(ARRAY['fz_sys', 'bad name', ''])); END IF;
         IF fuzz.chance(0.1) THEN step := step || jsonb_build_object('description', fuzz.json(1)); END IF;
@@ -383,7 +395,9 @@ BEGIN
                 fuzz.literal(CASE WHEN fuzz.chance(0.8) THEN fuzz.pick(ARRAY['fz_q0', 'fz_q1', 'fz_q2', 'fz_ns0', 'fz_ns1', 'fz_ns2'])
                                   ELSE fuzz.junk_text() END)
             WHEN arg IN ('max_steps', 'limit_count') THEN fuzz.literal(fuzz.pick(ARRAY[1, 1, 3, 10, 0, -1, 10001, NULL]))
-            WHEN arg = 'lease' THEN fuzz.literal(fuzz.pick(ARRAY[NULL, '1 hour', '2 days', '0', '-1 second', '1000 years']::interval[]))
+            WHEN arg = 'lease' THEN fuzz.literal(fuzz.pick(CASE WHEN (SELECT short_leases FROM fuzz.options)
+                THEN ARRAY[NULL, '1 ms', '20 ms', '0', '-1 second', '1 hour']::interval[]
+                ELSE ARRAY[NULL, '1 hour', '2 days', '0', '-1 second', '1000 years']::interval[] END))
             WHEN arg = 'backoff_seconds' THEN fuzz.literal(fuzz.pick(ARRAY[NULL, 0, 0, -1, 86400, 2147483647]))
             WHEN arg = 'format' THEN fuzz.literal(fuzz.pick(ARRAY['mermaid', 'dot', 'svg', NULL, '']))
             WHEN arg IN ('machine', 'from_state', 'to_state') THEN
@@ -428,8 +442,9 @@ BEGIN
     RETURN array_to_string(parts, ', ');
 END $$;
 
--- run makes n calls, committing every 20 (so that the state counters are
--- flushed and checked across transactions), and records each outcome.
+-- run makes n calls, committing every options.commit_every (so that the
+-- state counters are flushed and checked across transactions), and
+-- records each outcome.
 CREATE PROCEDURE fuzz.run(n integer) LANGUAGE plpgsql AS $$
 DECLARE
     total integer := (SELECT sum(weight) FROM fuzz.api);
@@ -443,7 +458,7 @@ BEGIN
     FOR i IN 1..n LOOP
         draw := fuzz.r(total);
         SELECT w.fn, w.fn_oid, w.name, w.nargs, w.ndefaults, w.weight INTO api FROM (
-            SELECT a.*, sum(a.weight) OVER (ORDER BY a.name, a.fn_oid) AS upto FROM fuzz.api a) w
+            SELECT a.*, sum(a.weight) OVER (ORDER BY a.name COLLATE "C") AS upto FROM fuzz.api a) w
          WHERE w.upto > draw ORDER BY w.upto LIMIT 1;
         -- (the arguments are made outside the call's block: a fault of the
         -- generator must stop the test, not pass for a refusal)
@@ -455,7 +470,7 @@ BEGIN
             GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
             INSERT INTO fuzz.calls VALUES (i, api.name, state, left(message, 200));
         END;
-        IF i % 20 = 0 THEN
+        IF i % (SELECT commit_every FROM fuzz.options) = 0 THEN
             COMMIT;
         END IF;
     END LOOP;
