@@ -71,6 +71,8 @@ $node->pgbench(
 
 is($node->safe_psql('postgres', 'SELECT count(*) FROM fuzz.calls'),
 	$clients * $calls, 'every call was made and recorded');
+# the functions the seeded run does not draw from (added since)
+$node->safe_psql('postgres', 'CALL fuzz.run_others(50)');
 note "failed calls, by function and SQLSTATE:\n" . $node->safe_psql('postgres', q{
 	SELECT name || ' ' || sqlstate || ' ' || count(*) || ' e.g. ' || min(left(message, 100))
 	  FROM fuzz.calls WHERE sqlstate IS NOT NULL GROUP BY name, sqlstate ORDER BY name, sqlstate});
