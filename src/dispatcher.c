@@ -284,6 +284,8 @@ TaskerDispatcherMain(Datum main_arg)
 				timeout = Min(timeout, next_due_ms + 1);
 		}
 
+		/* a worker sends its own table statistics (autovacuum needs them) */
+		pgstat_report_stat(false);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 timeout, PG_WAIT_EXTENSION);
 	}

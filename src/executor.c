@@ -408,6 +408,7 @@ TaskerExecutorMain(Datum main_arg)
 {
 	MemoryContext batch_context;
 	TimestampTz idle_since;
+	int			running;
 	int			i;
 
 	executor_database = DatumGetObjectId(main_arg);
@@ -420,8 +421,18 @@ TaskerExecutorMain(Datum main_arg)
 	worker_name = MemoryContextStrdup(TopMemoryContext,
 									  psprintf("tasker executor %d", (int) MyProcPid));
 
+	/*
+	 * Several rounds of the dispatcher may each start an executor before the
+	 * first of them registers here: the count under the lock is what keeps
+	 * the pool within tasker.max_executors.
+	 */
 	LWLockAcquire(tasker_shared->lock, LW_EXCLUSIVE);
+	running = 0;
 	for (i = 0; i < TASKER_MAX_EXECUTORS; i++)
+		if (tasker_shared->executors[i].pid != 0 &&
+			tasker_shared->executors[i].database_id == executor_database)
+			running++;
+	for (i = 0; i < TASKER_MAX_EXECUTORS && running < tasker_max_executors; i++)
 		if (tasker_shared->executors[i].pid == 0)
 		{
 			my_slot = &tasker_shared->executors[i];
@@ -434,7 +445,7 @@ TaskerExecutorMain(Datum main_arg)
 		}
 	LWLockRelease(tasker_shared->lock);
 	if (my_slot == NULL)
-		proc_exit(0);			/* every slot taken: back-pressure */
+		proc_exit(0);			/* the pool is full: back-pressure */
 	before_shmem_exit(ExecutorShutdown, (Datum) 0);
 
 	batch_context = AllocSetContextCreate(TopMemoryContext, "tasker executor batch",
@@ -470,6 +481,7 @@ TaskerExecutorMain(Datum main_arg)
 			idle_ms = TimestampDifferenceMilliseconds(idle_since, GetCurrentTimestamp());
 			if (idle_ms >= tasker_executor_idle_timeout)
 				proc_exit(0);
+			pgstat_report_stat(true);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 tasker_executor_idle_timeout - idle_ms, PG_WAIT_EXTENSION);
 			continue;
@@ -478,7 +490,17 @@ TaskerExecutorMain(Datum main_arg)
 		for (i = 0; i < n; i++)
 		{
 			CHECK_FOR_INTERRUPTS();
+
+			/*
+			 * A commit leaves TopMemoryContext current: what RunStep
+			 * allocates outside its transaction (its activity string, the
+			 * error it caught) must go to the batch's context, which is
+			 * reset, or every step leaks it.
+			 */
+			MemoryContextSwitchTo(batch_context);
 			RunStep(&steps[i]);
+			/* a worker sends its own table statistics (autovacuum needs them) */
+			pgstat_report_stat(false);
 		}
 		idle_since = GetCurrentTimestamp();
 	}
