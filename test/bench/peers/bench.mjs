@@ -710,10 +710,13 @@ async function bossFill() {
   const [job] = await boss.fetch('w4');
   await boss.complete('w4', job.id);
   await boss.stop({ graceful: false });
-  await sql('bench_boss', `INSERT INTO pgboss.job
-      SELECT (jsonb_populate_record(NULL::pgboss.job, to_jsonb(j) || jsonb_build_object('id', gen_random_uuid()))).*
-        FROM pgboss.job j, generate_series(1, $1) g
-       WHERE j.id = $2`, [GROWTH_ROWS - have - 1, job.id]);
+  // jsonb_populate_record in FROM (LATERAL, fed g so that it runs per row):
+  // as (f(...)).* in the select list it would run once per column
+  await sql('bench_boss', `WITH model AS MATERIALIZED (SELECT to_jsonb(j) AS r FROM pgboss.job j WHERE j.id = $2)
+      INSERT INTO pgboss.job
+      SELECT r.* FROM model m, generate_series(1, $1) g,
+             LATERAL jsonb_populate_record(NULL::pgboss.job, m.r || jsonb_build_object('id', gen_random_uuid(), 'g', g)) r`,
+  [GROWTH_ROWS - have - 1, job.id]);
 }
 
 // ---------------------------------------------------------------- DBOS
