@@ -57,7 +57,6 @@ typedef struct ClaimedStep
 static TaskerExecutorSlot *my_slot = NULL;
 static Oid	executor_database = InvalidOid;
 static char *worker_name = NULL;
-static ClaimedStep *current_step = NULL;
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr complete_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
@@ -295,7 +294,6 @@ RunStep(ClaimedStep *step)
 	volatile bool failed = false;
 	ErrorData  *volatile edata = NULL;
 
-	current_step = step;
 	SetSlotStep(step->step_id, step->owner, false);
 	pgstat_report_activity(STATE_RUNNING, psprintf("tasker step %lld (%s)",
 													(long long) step->step_id,
@@ -394,7 +392,6 @@ RunStep(ClaimedStep *step)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(step_context);
-	current_step = NULL;
 	SetSlotStep(0, InvalidOid, false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
