@@ -1,13 +1,18 @@
 # PGXS build for tasker.  `make && make install`, then `make check-all` (see README).
 EXTENSION   = tasker
-EXTVERSION  = 0.1.0
+EXTVERSION  = 0.2.0
 
 MODULE_big  = tasker
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
-# The install script is assembled from one file per concern, in this order.
+# The install script of the current version is assembled from one file per
+# concern, in this order.  versions/ holds the frozen install scripts of
+# released versions and the update scripts between them (see
+# doc/upgrades.md); test/t/060_upgrade.pl checks that the chain from the
+# first release ends in the same catalog as a fresh install.
 SQL_PARTS   = $(sort $(wildcard src/sql/*.sql))
 DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
+DATA        = $(sort $(wildcard versions/$(EXTENSION)--*.sql))
 EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql
 
 PG_CPPFLAGS = -Isrc -Wall -Wextra -Werror -Wno-unused-parameter \

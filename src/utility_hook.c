@@ -2,6 +2,9 @@
  * utility_hook.c
  *	  DROP DATABASE of a database that tasker serves: stop its dispatcher
  *	  and executors first, so the drop does not find them connected.
+ *	  ALTER EXTENSION tasker UPDATE: wait for the workers' transactions
+ *	  and hold off new ones until the update commits, so no worker
+ *	  transaction mixes the functions of two versions.
  *
  * Only a drop that can succeed stops them: one refused for want of
  * ownership, inside a transaction block, or of the current database would
@@ -12,9 +15,12 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
+#include "commands/extension.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "storage/lmgr.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 
@@ -39,6 +45,18 @@ TaskerProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		if (OidIsValid(database_id) && database_id != MyDatabaseId &&
 			pg_database_ownercheck(database_id, GetUserId()))
 			TaskerRequestDatabaseStop(database_id);
+	}
+	else if (IsA(parsetree, AlterExtensionStmt) &&
+			 strcmp(((AlterExtensionStmt *) parsetree)->extname, "tasker") == 0)
+	{
+		Oid			extension = get_extension_oid("tasker", true);
+
+		/*
+		 * Workers take this lock in share mode per transaction (see
+		 * TaskerExtensionInstalled).  Only the owner may block them.
+		 */
+		if (OidIsValid(extension) && pg_extension_ownercheck(extension, GetUserId()))
+			LockDatabaseObject(ExtensionRelationId, extension, 0, AccessExclusiveLock);
 	}
 
 	if (prev_process_utility)
