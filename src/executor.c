@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  * executor.c
  *	  Executors: dynamic workers that claim ready SQL-handler steps in
- *	  small batches and run each in its own transaction, as the role that
- *	  registered the template, with statement_timeout = the step's timeout.
+ *	  small batches and run them, as the role that registered the template,
+ *	  with statement_timeout = the step's timeout, committing the steps of
+ *	  a batch together while tasker.executor_commit_window allows.
  *
  * The handler runs in a subtransaction; its writes, the step's results and
  * the step's transition commit together (exactly-once).  An error rolls
@@ -40,6 +41,13 @@
 #include "spi_util.h"
 #include "tasker.h"
 #include "workers.h"
+
+/*
+ * Most steps one transaction runs: each takes a subtransaction id, and a
+ * backend caches 64 of them (PGPROC_MAX_CACHED_SUBXIDS) before every
+ * snapshot in the server gets slower.
+ */
+#define TASKER_MAX_GROUP 32
 
 typedef struct ClaimedStep
 {
@@ -282,34 +290,60 @@ ErrorDocument(ErrorData *edata)
 }
 
 /*
- * RunStep runs one claimed step: handler and completion commit together,
- * or the failure is recorded.
+ * RecordFailure records a failed attempt: retryable unless the handler
+ * raised the permanent-failure SQLSTATE, with the backoff it asked for.
  */
 static void
-RunStep(ClaimedStep *step)
+RecordFailure(ClaimedStep *step, ErrorData *edata)
+{
+	Datum		args[5];
+	Oid			argtypes[5] = {INT8OID, INT4OID, JSONBOID, BOOLOID, INT4OID};
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int			backoff = TaskerBackoffRequest();
+
+	args[0] = Int64GetDatum(step->step_id);
+	args[1] = Int32GetDatum(step->attempt);
+	args[2] = ErrorDocument(edata);
+	args[3] = BoolGetDatum(edata->sqlerrcode != TASKER_ERRCODE_PERMANENT_FAILURE);
+	args[4] = Int32GetDatum(backoff);
+	if (backoff < 0)
+		nulls[4] = 'n';
+	TaskerSpiExecCached(&fail_plan, "SELECT tasker.fail_step($1, $2, $3, $4, $5)",
+						5, argtypes, args, nulls, SPI_OK_SELECT);
+}
+
+typedef enum StepOutcome
+{
+	STEP_RECORDED,				/* completed, failed, or found stale */
+	STEP_RUN_ALONE				/* nothing kept: run it in a transaction of its own */
+} StepOutcome;
+
+/*
+ * RunStep runs one claimed step inside the current transaction: the
+ * handler and the completion in a subtransaction, kept or undone together;
+ * on error, the failure is recorded instead.
+ *
+ * grouped says that earlier steps of the same transaction hold locks.  A
+ * deadlock may then be their doing rather than the step's, and an error
+ * while recording a failure must not undo their work: in both cases the
+ * step's own work is undone and it is handed back to run alone, where it
+ * holds what it always held and errors propagate as they always did.
+ */
+static StepOutcome
+RunStep(ClaimedStep *step, bool grouped)
 {
 	MemoryContext step_context = CurrentMemoryContext;
-	ResourceOwner owner;
+	ResourceOwner owner = CurrentResourceOwner;
 	ErrorContextCallback errcallback;
 	volatile bool failed = false;
 	ErrorData  *volatile edata = NULL;
+	volatile StepOutcome outcome = STEP_RECORDED;
 
 	SetSlotStep(step->step_id, step->owner, false);
 	pgstat_report_activity(STATE_RUNNING, psprintf("tasker step %lld (%s)",
 													(long long) step->step_id,
 													step->step_name));
 	TaskerResetBackoffRequest();
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (!TaskerExtensionInstalled())
-	{
-		/* DROP EXTENSION came between the claim and the run */
-		AbortCurrentTransaction();
-		proc_exit(0);
-	}
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
 
 	errcallback.callback = StepErrorContext;
 	errcallback.arg = step;
@@ -330,7 +364,6 @@ RunStep(ClaimedStep *step)
 					  NULL, SPI_OK_SELECT);
 	}
 
-	owner = CurrentResourceOwner;
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(step_context);
 	PG_TRY();
@@ -369,31 +402,85 @@ RunStep(ClaimedStep *step)
 	}
 	PG_END_TRY();
 
-	if (failed)
+	if (failed && grouped && edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED)
+		outcome = STEP_RUN_ALONE;
+	else if (failed && grouped)
 	{
-		Datum		args[5];
-		Oid			argtypes[5] = {INT8OID, INT4OID, JSONBOID, BOOLOID, INT4OID};
-		char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-		int			backoff = TaskerBackoffRequest();
-
-		args[0] = Int64GetDatum(step->step_id);
-		args[1] = Int32GetDatum(step->attempt);
-		args[2] = ErrorDocument(edata);
-		args[3] = BoolGetDatum(edata->sqlerrcode != TASKER_ERRCODE_PERMANENT_FAILURE);
-		args[4] = Int32GetDatum(backoff);
-		if (backoff < 0)
-			nulls[4] = 'n';
-		TaskerSpiExecCached(&fail_plan, "SELECT tasker.fail_step($1, $2, $3, $4, $5)",
-							5, argtypes, args, nulls, SPI_OK_SELECT);
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(step_context);
+		PG_TRY();
+		{
+			RecordFailure(step, edata);
+			ReleaseCurrentSubTransaction();
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(step_context);
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			outcome = STEP_RUN_ALONE;
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(step_context);
+		CurrentResourceOwner = owner;
 	}
+	else if (failed)
+		RecordFailure(step, edata);
 
 	error_context_stack = errcallback.previous;
+	SetSlotStep(0, InvalidOid, false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return outcome;
+}
+
+/*
+ * RunGroup runs claimed steps from steps[first] on in one transaction and
+ * returns the index of the first step it did not run.  Committing several
+ * steps at once spares all but one of their WAL flushes; a group ends at
+ * tasker.executor_commit_window, so that no step's commit waits long for
+ * its neighbours, and before a second step of the same task.  The batch is
+ * in task order and a group holds at most one step per task, so groups
+ * take their locks in ascending task order, as other writers do.
+ */
+static int
+RunGroup(ClaimedStep *steps, int first, int n)
+{
+	MemoryContext group_context = CurrentMemoryContext;
+	TimestampTz started;
+	int			i = first;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (!TaskerExtensionInstalled())
+	{
+		/* DROP EXTENSION came between the claim and the run */
+		AbortCurrentTransaction();
+		proc_exit(0);
+	}
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	started = GetCurrentTimestamp();
+
+	for (;;)
+	{
+		MemoryContextSwitchTo(group_context);
+		if (RunStep(&steps[i], i > first) == STEP_RUN_ALONE)
+			break;				/* it starts the next group */
+		i++;
+		if (i >= n || i - first >= TASKER_MAX_GROUP ||
+			steps[i].task_id == steps[i - 1].task_id ||
+			TimestampDifferenceExceeds(started, GetCurrentTimestamp(),
+									   tasker_executor_commit_window))
+			break;
+		CHECK_FOR_INTERRUPTS();
+	}
+	Assert(i > first);
+
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	MemoryContextSwitchTo(step_context);
-	SetSlotStep(0, InvalidOid, false);
-	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(group_context);
+	return i;
 }
 
 /*
@@ -484,18 +571,18 @@ TaskerExecutorMain(Datum main_arg)
 			continue;
 		}
 
-		for (i = 0; i < n; i++)
+		for (i = 0; i < n;)
 		{
 			CHECK_FOR_INTERRUPTS();
 
 			/*
-			 * A commit leaves TopMemoryContext current: what RunStep
-			 * allocates outside its transaction (its activity string, the
-			 * error it caught) must go to the batch's context, which is
+			 * A commit leaves TopMemoryContext current: what RunGroup
+			 * allocates outside its transaction (activity strings, the
+			 * errors it caught) must go to the batch's context, which is
 			 * reset, or every step leaks it.
 			 */
 			MemoryContextSwitchTo(batch_context);
-			RunStep(&steps[i]);
+			i = RunGroup(steps, i, n);
 			/* a worker sends its own table statistics (autovacuum needs them) */
 			pgstat_report_stat(false);
 		}

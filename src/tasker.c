@@ -34,6 +34,7 @@ double		tasker_backoff_jitter = 0.1;
 int			tasker_max_executors = 8;
 int			tasker_executor_idle_timeout = 10000;
 int			tasker_executor_batch_size = 4;
+int			tasker_executor_commit_window = 10;
 int			tasker_stuck_step_threshold = 300;
 bool		tasker_publish_events = false;
 int			tasker_max_template_steps = 1000;
@@ -104,6 +105,11 @@ DefineGucs(void)
 							"Steps an executor claims at a time.",
 							NULL, &tasker_executor_batch_size, 4, 1, 1000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("tasker.executor_commit_window",
+							"Steps of one claimed batch commit together while their transaction is younger than this.",
+							"0 commits every step on its own.",
+							&tasker_executor_commit_window, 10, 0, 60 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("tasker.stuck_step_threshold",
 							"A ready step no one claims for this long shows in tasker.stuck_steps.",
 							NULL, &tasker_stuck_step_threshold, 300, 1, 7 * 24 * 3600,

@@ -22,6 +22,7 @@ extern double tasker_backoff_jitter;	/* fraction of the delay */
 extern int	tasker_max_executors;
 extern int	tasker_executor_idle_timeout;	/* milliseconds */
 extern int	tasker_executor_batch_size;
+extern int	tasker_executor_commit_window;	/* milliseconds */
 extern int	tasker_stuck_step_threshold;	/* seconds */
 extern bool tasker_publish_events;
 extern int	tasker_max_template_steps;

@@ -1,0 +1,139 @@
+# 054_group_commit.pl — executors commit the steps of a claimed batch
+# together (tasker.executor_commit_window), never two steps of one task in
+# one transaction, and a grouped step that fails keeps the group's work.
+#
+# Every task has two independent SQL steps, a and b.  The handler records
+# the top-level transaction id it ran in.  Some tasks' handlers fail when
+# they find an earlier step in their transaction (an ordinary error: a
+# failed attempt is recorded, the group commits); others raise
+# deadlock_detected in that case, which the executor must treat as the
+# group's doing: the step runs again alone, at the same attempt, and no
+# failure is recorded.  Non-transactional sequences count what the
+# handlers raised.  With the window at 0 every step commits on its own.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $tasks = 60;
+
+my $node = PostgreSQL::Test::Cluster->new('group_commit');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'tasker'
+max_worker_processes = 32
+tasker.enabled = off
+tasker.poll_interval = 100ms
+tasker.executor_batch_size = 8
+tasker.executor_commit_window = 1s
+tasker.max_executors = 2
+tasker.min_concurrent_steps = 2
+tasker.max_concurrent_steps = 2
+tasker.backoff_base = 0
+});
+$node->start;
+
+$node->safe_psql('postgres', q{
+CREATE EXTENSION tasker;
+CREATE SCHEMA grp;
+CREATE TABLE grp.runs (task_id bigint, step text, attempt integer, xid xid8, round integer);
+CREATE SEQUENCE grp.raised_failures;
+CREATE SEQUENCE grp.raised_deadlocks;
+CREATE FUNCTION grp.work(input jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    grouped boolean := EXISTS (SELECT FROM grp.runs WHERE xid = pg_current_xact_id());
+BEGIN
+    IF grouped AND input -> 'context' ->> 'inject' = 'failure' AND (input ->> 'attempt')::int = 1 THEN
+        PERFORM nextval('grp.raised_failures');
+        RAISE EXCEPTION 'boom';
+    END IF;
+    IF grouped AND input -> 'context' ->> 'inject' = 'deadlock' THEN
+        PERFORM nextval('grp.raised_deadlocks');
+        RAISE EXCEPTION 'pretend deadlock' USING ERRCODE = 'deadlock_detected';
+    END IF;
+    INSERT INTO grp.runs VALUES ((input ->> 'task_id')::bigint, input ->> 'step_name',
+                                 (input ->> 'attempt')::integer, pg_current_xact_id(),
+                                 (input -> 'context' ->> 'round')::integer);
+    RETURN '{}';
+END $$;
+SELECT tasker.register_template('{
+  "namespace": "grp", "name": "pair", "version": "1.0.0",
+  "steps": [
+    {"name": "a", "handler": "grp.work(jsonb)", "max_attempts": 3},
+    {"name": "b", "handler": "grp.work(jsonb)", "max_attempts": 3}
+  ]}');
+});
+
+sub run_round
+{
+	my ($round) = @_;
+	$node->safe_psql('postgres', qq{
+	SELECT tasker.create_task('grp', 'pair', context => jsonb_build_object(
+	           'round', $round,
+	           'inject', CASE WHEN i % 3 = 1 THEN 'failure' WHEN i % 3 = 2 THEN 'deadlock' END))
+	  FROM generate_series(1, $tasks) i});
+	$node->safe_psql('postgres', 'ALTER SYSTEM SET tasker.enabled = on; SELECT pg_reload_conf()');
+	ok( $node->poll_query_until('postgres', qq{
+		SELECT count(*) = 0 FROM tasker.tasks
+		WHERE current_state <> 'complete' AND (context ->> 'round')::int = $round}),
+		"round $round: every task completes");
+	$node->safe_psql('postgres', 'ALTER SYSTEM SET tasker.enabled = off; SELECT pg_reload_conf()');
+	ok($node->poll_query_until('postgres', 'SHOW tasker.enabled', 'off'), "round $round: dispatch off");
+}
+
+# Round 1: a window of a second, batches of 8.
+run_round(1);
+is( $node->safe_psql('postgres', q{
+	SELECT count(*) || ' runs, ' || count(DISTINCT (task_id, step)) || ' steps'
+	FROM grp.runs WHERE round = 1}),
+	(2 * $tasks) . ' runs, ' . (2 * $tasks) . ' steps', 'round 1: every step ran once to completion');
+my $shared = $node->safe_psql('postgres', q{
+	SELECT count(*) FROM (SELECT xid FROM grp.runs WHERE round = 1 GROUP BY xid HAVING count(*) > 1) g});
+cmp_ok($shared, '>', 0, "round 1: steps committed together ($shared transactions ran several)");
+is( $node->safe_psql('postgres', q{
+	SELECT count(*) FROM (SELECT xid, task_id FROM grp.runs WHERE round = 1
+	                      GROUP BY xid, task_id HAVING count(*) > 1) g}),
+	'0', 'round 1: no transaction ran two steps of one task');
+
+my $failures = $node->safe_psql('postgres', q{SELECT last_value FROM grp.raised_failures});
+cmp_ok($failures, '>', 1, "round 1: grouped steps failed ($failures)");
+is( $node->safe_psql('postgres', q{
+	SELECT count(*) FROM tasker.workflow_step_transitions
+	WHERE to_state = 'waiting_for_retry' AND metadata -> 'error' ->> 'message' = 'boom'}),
+	$failures, 'round 1: each failure in a group was recorded once, as a failed attempt');
+is( $node->safe_psql('postgres', q{
+	SELECT count(*) FROM grp.runs r JOIN tasker.tasks t USING (task_id)
+	WHERE t.context ->> 'inject' = 'failure' AND r.round = 1 AND r.attempt = 2}),
+	$failures, 'round 1: the failed steps completed at their second attempt');
+
+my $deadlocks = $node->safe_psql('postgres', q{SELECT last_value FROM grp.raised_deadlocks});
+cmp_ok($deadlocks, '>', 1, "round 1: grouped steps met a deadlock ($deadlocks)");
+is( $node->safe_psql('postgres', q{
+	SELECT count(*) FILTER (WHERE s.attempts <> 1) || ' retried, '
+	       || count(*) FILTER (WHERE EXISTS (SELECT FROM tasker.workflow_step_transitions tr
+	                                          WHERE tr.workflow_step_id = s.workflow_step_id
+	                                            AND tr.to_state NOT IN ('pending', 'in_progress', 'complete')))
+	       || ' with a failure'
+	FROM tasker.workflow_steps s JOIN tasker.tasks t USING (task_id)
+	WHERE t.context ->> 'inject' = 'deadlock'}),
+	'0 retried, 0 with a failure',
+	'round 1: a deadlock in a group reruns the step alone, at the same attempt, with no failure recorded');
+# Round 2: the window at 0, every step in a transaction of its own.
+$node->safe_psql('postgres', q{
+	ALTER SYSTEM SET tasker.executor_commit_window = 0;
+	SELECT setval('grp.raised_failures', 1, false), setval('grp.raised_deadlocks', 1, false)});
+run_round(2);
+is( $node->safe_psql('postgres', q{
+	SELECT count(*) || ' runs, ' || count(DISTINCT xid) || ' transactions' FROM grp.runs WHERE round = 2}),
+	(2 * $tasks) . ' runs, ' . (2 * $tasks) . ' transactions',
+	'round 2: with the window at 0, every step commits on its own');
+is( $node->safe_psql('postgres', q{
+	SELECT (SELECT is_called FROM grp.raised_failures) OR (SELECT is_called FROM grp.raised_deadlocks)}),
+	'f', 'round 2: no handler found itself grouped');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM tasker.check_invariants()'),
+	'0', 'the invariants hold');
+
+$node->stop;
+done_testing();
