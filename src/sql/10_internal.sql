@@ -196,24 +196,6 @@ BEGIN
     RETURN target;
 END $$;
 
--- _step_input builds the document a handler or external worker receives.
-CREATE FUNCTION tasker._step_input(p_task_id bigint, p_step_id bigint, p_name text,
-                                   p_attempt integer, p_context jsonb)
-    RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object(
-        'task_id', p_task_id,
-        'step_id', p_step_id,
-        'step_name', p_name,
-        'attempt', p_attempt,
-        'context', p_context,
-        'dependencies', coalesce((
-            SELECT jsonb_object_agg(p.name, coalesce(p.results, '{}'::jsonb))
-              FROM tasker.workflow_step_edges e
-              JOIN tasker.workflow_steps p
-                ON p.task_id = e.task_id AND p.workflow_step_id = e.from_step_id
-             WHERE e.task_id = p_task_id AND e.to_step_id = p_step_id), '{}'::jsonb))
-$$;
-
 -- _check_count and _check_size raise 54000 when an amount, or a value's
 -- size, exceeds the limit set by the named setting (src/limits.c).
 CREATE FUNCTION tasker._check_count(setting text, amount bigint, what text) RETURNS void

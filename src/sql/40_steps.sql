@@ -11,14 +11,17 @@
 -- claims: it locks up to p_max ready steps (FOR UPDATE SKIP LOCKED, in
 -- priority then age order) and moves them to in_progress.  The readiness
 -- test is spelled out once per kind of step, so that each spelling matches
--- its partial index even under a generic plan; the tests compare it with
--- step_readiness_status.
+-- its partial index under the generic plan it is given; the tests compare
+-- it with step_readiness_status.  Generic plans are forced: left to itself,
+-- the plan cache judged the custom plans cheaper and planned the claim
+-- afresh at every call, half of its cost.
 CREATE FUNCTION tasker._claim(p_queue text, p_sql_steps boolean, p_worker text,
                               p_max integer, p_lease interval)
     RETURNS TABLE (step_id bigint, task_id bigint, step_name text, attempt integer,
                    input jsonb, lease_expires_at timestamptz, handler regprocedure,
                    named_step_id integer)
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     step_ids bigint[];
     task_ids bigint[];
@@ -99,10 +102,19 @@ BEGIN
         INSERT INTO tasker.task_transitions (task_id, from_state, to_state, sort_key)
         SELECT st.task_id, 'pending', 'in_progress', st.transitions FROM started st
     )
+    -- input: the document a handler or an external worker receives
     SELECT c.workflow_step_id, c.task_id, c.name, c.attempts,
-           tasker._step_input(c.task_id, c.workflow_step_id, c.name, c.attempts, t.context),
+           jsonb_build_object('task_id', c.task_id, 'step_id', c.workflow_step_id,
+                              'step_name', c.name, 'attempt', c.attempts, 'context', t.context,
+                              'dependencies', coalesce(d.results, '{}'::jsonb)),
            c.lease_expires_at, c.handler, c.named_step_id
       FROM claimed c JOIN tasker.tasks t ON t.task_id = c.task_id
+      LEFT JOIN LATERAL (
+           SELECT jsonb_object_agg(p.name, coalesce(p.results, '{}'::jsonb)) AS results
+             FROM tasker.workflow_step_edges e
+             JOIN tasker.workflow_steps p
+               ON p.task_id = e.task_id AND p.workflow_step_id = e.from_step_id
+            WHERE e.task_id = c.task_id AND e.to_step_id = c.workflow_step_id) d ON true
      ORDER BY c.task_id, c.workflow_step_id;
 END $$;
 

@@ -22,19 +22,22 @@ COMMENT ON FUNCTION tasker.retry_after(integer, text) IS
 
 -- _claim_sql_steps claims ready SQL-handler steps for an executor, with
 -- what it needs to run them: the handler, the role to run it as, the
--- statement timeout.
+-- statement timeout.  (PL/pgSQL keeps its plan for the session; a SQL
+-- function in FROM would be planned at every call.)
 CREATE FUNCTION tasker._claim_sql_steps(worker text, max_steps integer)
     RETURNS TABLE (step_id bigint, task_id bigint, step_name text, attempt integer, input jsonb,
                    handler oid, owner_role oid, timeout_ms bigint, handler_owner oid)
-    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY
     SELECT c.step_id, c.task_id, c.step_name, c.attempt, c.input, c.handler::oid,
            t.owner_role::oid,
            (extract(epoch FROM n.timeout) * 1000)::bigint, n.handler_owner::oid
       FROM tasker._claim(NULL, true, worker, max_steps,
                          current_setting('tasker.default_lease')::interval) c
       JOIN tasker.named_steps n ON n.named_step_id = c.named_step_id
-      JOIN tasker.named_tasks t ON t.named_task_id = n.named_task_id
-$$;
+      JOIN tasker.named_tasks t ON t.named_task_id = n.named_task_id;
+END $$;
 
 -- Dispatcher -----------------------------------------------------------------
 
