@@ -11,7 +11,8 @@
 # its benchmark mix (30 % linear, 25 % diamond, 20 % parallel merge, 15 %
 # tree, 10 % mixed) with no-op steps, BENCH_REPEAT (default 3) times, and
 # prints medians (min–max) of steps per second and of the per-task time from
-# create_task to complete.
+# create_task to complete.  BENCH_COMMIT_WINDOW (default 10ms) sets
+# tasker.executor_commit_window (0: a transaction per in-database step).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../../.." && pwd)
@@ -55,6 +56,7 @@ max_wal_size = 8GB
 checkpoint_timeout = 30min
 tasker.poll_interval = 1s
 tasker.executor_idle_timeout = 60s
+tasker.executor_commit_window = ${BENCH_COMMIT_WINDOW:-10ms}
 CONF
 as_pg "$bindir/pg_ctl" -D "$work/data" -l "$work/server.log" -w start >/dev/null
 export PGHOST=$work PGPORT=$port PGUSER=postgres PGDATABASE=postgres
