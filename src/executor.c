@@ -69,6 +69,9 @@ static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr complete_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
 
+/* moving average of this executor's step durations, ms (< 0: none yet) */
+static double average_step_ms = -1;
+
 /*
  * TaskerStartExecutor asks the postmaster for one more executor.
  */
@@ -132,6 +135,24 @@ StepErrorContext(void *arg)
 }
 
 /*
+ * BatchSize is how many steps to claim: as many as this executor's steps,
+ * at their average duration, fit in one commit window, within
+ * [1, tasker.executor_batch_size].  Fast steps are claimed by the dozen and
+ * commit together; slow ones one at a time, so that none waits behind
+ * another while other executors could run it.
+ */
+static int
+BatchSize(void)
+{
+	double		fit;
+
+	if (average_step_ms < 0 || tasker_executor_commit_window == 0)
+		return tasker_executor_batch_size;
+	fit = tasker_executor_commit_window / Max(average_step_ms, 0.001);
+	return (int) Max(1, Min(fit, (double) tasker_executor_batch_size));
+}
+
+/*
  * ClaimBatch claims up to tasker.executor_batch_size steps in a transaction
  * of its own; the rows are copied into batch_context.
  */
@@ -163,7 +184,7 @@ ClaimBatch(MemoryContext batch_context, ClaimedStep **steps)
 	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);
 	args[0] = CStringGetTextDatum(worker_name);
-	args[1] = Int32GetDatum(tasker_executor_batch_size);
+	args[1] = Int32GetDatum(BatchSize());
 	TaskerSpiExecCached(&claim_plan,
 						"SELECT step_id, task_id, step_name, attempt, input, handler, owner_role,"
 						" timeout_ms, handler_owner FROM tasker._claim_sql_steps($1, $2)",
@@ -434,20 +455,25 @@ RunStep(ClaimedStep *step, bool grouped)
 }
 
 /*
- * RunGroup runs claimed steps from steps[first] on in one transaction and
- * returns the index of the first step it did not run.  Committing several
- * steps at once spares all but one of their WAL flushes; a group ends at
+ * RunGroup runs, in one transaction, claimed steps that are not done yet,
+ * and marks the ones it ran; it returns how many.  Committing several steps
+ * at once spares all but one of their WAL flushes.  A group holds at most
+ * one step per task: a second step of a task already in the group waits
+ * for a later group.  The batch is in task order, so a group takes its locks
+ * in ascending task order, as other writers do.  A group ends at
  * tasker.executor_commit_window, so that no step's commit waits long for
- * its neighbours, and before a second step of the same task.  The batch is
- * in task order and a group holds at most one step per task, so groups
- * take their locks in ascending task order, as other writers do.
+ * its neighbours.
  */
 static int
-RunGroup(ClaimedStep *steps, int first, int n)
+RunGroup(ClaimedStep *steps, bool *done, int n)
 {
 	MemoryContext group_context = CurrentMemoryContext;
 	TimestampTz started;
-	int			i = first;
+	int64		tasks[TASKER_MAX_GROUP];
+	TimestampTz step_started;
+	double		step_ms;
+	int			ran = 0;
+	int			i;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -461,26 +487,37 @@ RunGroup(ClaimedStep *steps, int first, int n)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	started = GetCurrentTimestamp();
 
-	for (;;)
+	for (i = 0; i < n && ran < TASKER_MAX_GROUP; i++)
 	{
-		MemoryContextSwitchTo(group_context);
-		if (RunStep(&steps[i], i > first) == STEP_RUN_ALONE)
-			break;				/* it starts the next group */
-		i++;
-		if (i >= n || i - first >= TASKER_MAX_GROUP ||
-			steps[i].task_id == steps[i - 1].task_id ||
+		int			j;
+
+		if (done[i])
+			continue;
+		for (j = 0; j < ran && tasks[j] != steps[i].task_id; j++)
+			;
+		if (j < ran)
+			continue;			/* its task is in this group already */
+		if (ran > 0 &&
 			TimestampDifferenceExceeds(started, GetCurrentTimestamp(),
 									   tasker_executor_commit_window))
 			break;
 		CHECK_FOR_INTERRUPTS();
+		MemoryContextSwitchTo(group_context);
+		step_started = GetCurrentTimestamp();
+		if (RunStep(&steps[i], ran > 0) == STEP_RUN_ALONE)
+			break;				/* it starts the next group */
+		step_ms = (double) (GetCurrentTimestamp() - step_started) / 1000.0;
+		average_step_ms = average_step_ms < 0 ? step_ms : 0.8 * average_step_ms + 0.2 * step_ms;
+		done[i] = true;
+		tasks[ran++] = steps[i].task_id;
 	}
-	Assert(i > first);
+	Assert(ran > 0);
 
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(group_context);
-	return i;
+	return ran;
 }
 
 /*
@@ -539,6 +576,7 @@ TaskerExecutorMain(Datum main_arg)
 	for (;;)
 	{
 		ClaimedStep *steps = NULL;
+		bool	   *done;
 		int			n;
 
 		CHECK_FOR_INTERRUPTS();
@@ -571,6 +609,7 @@ TaskerExecutorMain(Datum main_arg)
 			continue;
 		}
 
+		done = MemoryContextAllocZero(batch_context, sizeof(bool) * n);
 		for (i = 0; i < n;)
 		{
 			CHECK_FOR_INTERRUPTS();
@@ -582,7 +621,7 @@ TaskerExecutorMain(Datum main_arg)
 			 * reset, or every step leaks it.
 			 */
 			MemoryContextSwitchTo(batch_context);
-			i = RunGroup(steps, i, n);
+			i += RunGroup(steps, done, n);
 			/* a worker sends its own table statistics (autovacuum needs them) */
 			pgstat_report_stat(false);
 		}

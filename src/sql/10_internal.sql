@@ -196,6 +196,56 @@ BEGIN
     RETURN target;
 END $$;
 
+-- _finalize_tasks is _finalize_task for a batch of tasks (complete_steps):
+-- the same rules in two statements instead of four per task.  The locks
+-- come first, in a statement of their own, so that the second statement's
+-- snapshot, taken after any wait for them, sees every completion committed
+-- by the sessions that held them.
+CREATE FUNCTION tasker._finalize_tasks(p_task_ids bigint[]) RETURNS void
+    LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM FROM tasker.tasks t
+      WHERE t.task_id = ANY (p_task_ids)
+      ORDER BY t.task_id
+        FOR UPDATE;
+    WITH counted AS (
+        SELECT t.task_id, t.current_state AS state, c.unfinished, c.failed, c.runnable
+          FROM tasker.tasks t
+         CROSS JOIN LATERAL (
+               SELECT count(*) FILTER (WHERE s.current_state IN ('pending', 'in_progress', 'waiting_for_retry')) AS unfinished,
+                      count(*) FILTER (WHERE s.current_state = 'error' AND NOT s.skippable) AS failed,
+                      count(*) FILTER (WHERE s.current_state = 'in_progress'
+                                          OR (s.current_state IN ('pending', 'waiting_for_retry')
+                                              AND s.pending_parents = 0)) AS runnable
+                 FROM tasker.workflow_steps s WHERE s.task_id = t.task_id) c
+         WHERE t.task_id = ANY (p_task_ids)
+           AND t.current_state NOT IN ('complete', 'cancelled', 'resolved_manually')
+    ), judged AS (
+        SELECT c.*, CASE
+                   WHEN c.unfinished = 0 AND c.failed = 0 THEN 'complete'
+                   WHEN c.failed > 0 AND c.runnable = 0 THEN 'error'
+                   WHEN c.state = 'error' THEN 'pending'
+                   ELSE c.state
+               END AS target
+          FROM counted c
+    ), moved AS (
+        UPDATE tasker.tasks t
+           SET current_state = j.target,
+               transitions = t.transitions + 1,
+               updated_at = now(),
+               completed_at = CASE WHEN j.target IN ('complete', 'error', 'cancelled', 'resolved_manually')
+                                   THEN now() END
+          FROM judged j
+         WHERE t.task_id = j.task_id AND j.target <> j.state AND t.current_state = j.state
+        RETURNING t.task_id, t.transitions, j.state, j.target, j.unfinished, j.failed
+    )
+    INSERT INTO tasker.task_transitions (task_id, from_state, to_state, sort_key, metadata)
+    SELECT m.task_id, m.state, m.target, m.transitions,
+           jsonb_build_object('unfinished_steps', m.unfinished, 'failed_steps', m.failed)
+      FROM moved m
+     ORDER BY m.task_id;
+END $$;
+
 -- _check_count and _check_size raise 54000 when an amount, or a value's
 -- size, exceeds the limit set by the named setting (src/limits.c).
 CREATE FUNCTION tasker._check_count(setting text, amount bigint, what text) RETURNS void

@@ -22,7 +22,6 @@ DECLARE
     release_step_ids bigint[];
     ready_queues text[];
     ready_sql boolean;
-    finalize_id bigint;
 BEGIN
     PERFORM tasker._require(step_ids, 'step_ids');
     PERFORM tasker._require(attempts, 'attempts');
@@ -131,10 +130,8 @@ BEGIN
         PERFORM tasker._signal_ready(ready_queues, ready_sql);
     END IF;
 
-    -- each task once, in ascending id
-    FOR finalize_id IN SELECT DISTINCT t FROM unnest(done_task_ids) t ORDER BY t LOOP
-        PERFORM tasker._finalize_task(finalize_id);
-    END LOOP;
+    -- each task once, locked in ascending id
+    PERFORM tasker._finalize_tasks(done_task_ids);
     RETURN cardinality(done_step_ids);
 END $$;
 COMMENT ON FUNCTION tasker.complete_steps(bigint[], integer[], jsonb[]) IS

@@ -132,6 +132,32 @@ is( $node->safe_psql('postgres', q{
 is( $node->safe_psql('postgres', q{
 	SELECT (SELECT is_called FROM grp.raised_failures) OR (SELECT is_called FROM grp.raised_deadlocks)}),
 	'f', 'round 2: no handler found itself grouped');
+# Round 3: slow steps (30 ms, three times the window) are claimed one at
+# a time once an executor has measured them; fast ones by the batch.
+$node->safe_psql('postgres', q{
+	ALTER SYSTEM SET tasker.executor_commit_window = '10ms';
+	CREATE FUNCTION grp.slow(input jsonb) RETURNS jsonb LANGUAGE plpgsql AS 'BEGIN PERFORM pg_sleep(0.03); RETURN ''{}''; END';
+	SELECT tasker.register_template('{"namespace": "grp", "name": "slow", "version": "1.0.0",
+	                                  "steps": [{"name": "s", "handler": "grp.slow(jsonb)"}]}');
+	SELECT tasker.create_task('grp', 'slow', context => '{"round": 3}') FROM generate_series(1, 30);
+	ALTER SYSTEM SET tasker.enabled = on; SELECT pg_reload_conf()});
+ok( $node->poll_query_until('postgres', q{
+	SELECT count(*) = 0 FROM tasker.tasks WHERE current_state <> 'complete' AND (context ->> 'round')::int = 3}),
+	'round 3: every slow task completes');
+# a claim: the steps one executor claimed in one transaction (same worker, same now())
+my $claims = q{
+	SELECT s.claimed_by, s.last_attempted_at, count(*) AS size,
+	       rank() OVER (PARTITION BY s.claimed_by ORDER BY s.last_attempted_at) AS nth
+	FROM tasker.workflow_steps s JOIN tasker.tasks t USING (task_id)
+	WHERE (t.context ->> 'round')::int = %d
+	GROUP BY s.claimed_by, s.last_attempted_at};
+is( $node->safe_psql('postgres', sprintf(
+		"SELECT coalesce(max(size), 1) FROM (%s) c WHERE nth > 1", sprintf($claims, 3))),
+	'1', 'round 3: after its first claim an executor claims slow steps one at a time');
+cmp_ok( $node->safe_psql('postgres', sprintf(
+		"SELECT max(size) FROM (%s) c", sprintf($claims, 1))),
+	'>', 1, 'round 1: fast steps were claimed several at a time');
+
 is($node->safe_psql('postgres', 'SELECT count(*) FROM tasker.check_invariants()'),
 	'0', 'the invariants hold');
 
