@@ -299,5 +299,19 @@ BEGIN
     RETURN cardinality(done_step_ids);
 END $$;
 
+-- as 85_security.sql: CREATE OR REPLACE resets SECURITY DEFINER; every API
+-- function gets it back, with its pinned search_path
+DO $$
+DECLARE
+    fn regprocedure;
+BEGIN
+    FOR fn IN SELECT p.oid FROM pg_catalog.pg_proc p
+               WHERE p.pronamespace = 'tasker'::regnamespace AND p.prokind = 'f'
+                 AND p.proname !~ '^_' AND p.proname <> ALL (tasker._invoker_functions())
+               ORDER BY p.oid LOOP
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, pg_temp', fn);
+    END LOOP;
+END $$;
+
 -- as 90_grants.sql: nothing for PUBLIC, new functions included
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA tasker FROM PUBLIC;

@@ -152,10 +152,11 @@ if ($updated eq $fresh)
 }
 else
 {
-	my %in_fresh = map { $_ => 1 } split /\n/, $fresh;
-	my %in_updated = map { $_ => 1 } split /\n/, $updated;
-	diag("only after the update: $_") foreach grep { !$in_fresh{$_} } split /\n/, $updated;
-	diag("only in a fresh install: $_") foreach grep { !$in_updated{$_} } split /\n/, $fresh;
+	# one fact may span lines (a function's definition): diff the texts
+	my $dir = PostgreSQL::Test::Utils::tempdir;
+	PostgreSQL::Test::Utils::append_to_file("$dir/fresh", "$fresh\n");
+	PostgreSQL::Test::Utils::append_to_file("$dir/updated", "$updated\n");
+	diag(scalar(`diff -u $dir/fresh $dir/updated`));
 	fail('the updated extension is the same as a fresh install');
 }
 
