@@ -16,7 +16,7 @@
 // expression over "workload system" labels: run only those), BENCH_WORKFLOWS
 // (the folder of the reference shapes), BENCH_OUT (where the raw results go);
 // per system: BENCH_TASKER_BATCH (executor_batch_size for the in-database
-// DAGs, 4 = tasker's default), BENCH_GW_DAG_BATCH (10: graphile-worker's DAG
+// DAGs, 16 = tasker's default), BENCH_GW_DAG_BATCH (10: graphile-worker's DAG
 // runs with localQueue and batched completion; 1: without),
 // BENCH_DBOS_POLL_MS (50) and BENCH_DBOS_CONCURRENCY (0 = no limit),
 // BENCH_PGBENCH_SECONDS (10).
@@ -267,7 +267,7 @@ async function taskerDag(set, mode) {
   const shapesList = dagSets()[set];
   const total = DAGS * shapesList.reduce((a, s) => a + s.steps.length, 0);
   await taskerReset();
-  if (mode === 'sql') await taskerSet({ enabled: 'on', max_executors: W, min_concurrent_steps: W, max_concurrent_steps: W, executor_batch_size: Number(env.BENCH_TASKER_BATCH || 4) });
+  if (mode === 'sql') await taskerSet({ enabled: 'on', max_executors: W, min_concurrent_steps: W, max_concurrent_steps: W, executor_batch_size: Number(env.BENCH_TASKER_BATCH || 16) });
   const cs = mode === 'ext' ? await clients('bench_tasker', W) : [];
   const st = mode === 'ext' ? taskerWorkers(cs, 'dag', 10, total, { listen: true }) : null;
   await sleep(200);
@@ -301,7 +301,7 @@ async function taskerLatency(mode, shape) {
   const starts = new Map();   // task_id -> [t of step 1..n]
   let cs = [], st = null;
   if (mode === 'sql') {
-    await taskerSet({ enabled: 'on', max_executors: W, min_concurrent_steps: W, max_concurrent_steps: W, executor_batch_size: 4 });
+    await taskerSet({ enabled: 'on', max_executors: W, min_concurrent_steps: W, max_concurrent_steps: W, executor_batch_size: 16 });
   } else {
     cs = await clients('bench_tasker', W);
     st = taskerWorkers(cs, 'lat', 1, trials * steps, { listen: true, onStep: (r, t) => {
