@@ -139,15 +139,18 @@ StepErrorContext(void *arg)
  * at their average duration, fit in one commit window, within
  * [1, tasker.executor_batch_size].  Fast steps are claimed by the dozen and
  * commit together; slow ones one at a time, so that none waits behind
- * another while other executors could run it.
+ * another while other executors could run it.  A new executor's first
+ * claim is of one step.
  */
 static int
 BatchSize(void)
 {
 	double		fit;
 
-	if (average_step_ms < 0 || tasker_executor_commit_window == 0)
+	if (tasker_executor_commit_window == 0)
 		return tasker_executor_batch_size;
+	if (average_step_ms < 0)
+		return 1;				/* nothing measured yet: one step, timed */
 	fit = tasker_executor_commit_window / Max(average_step_ms, 0.001);
 	return (int) Max(1, Min(fit, (double) tasker_executor_batch_size));
 }
