@@ -475,6 +475,7 @@ RunGroup(ClaimedStep *steps, bool *done, int n)
 	int64		tasks[TASKER_MAX_GROUP];
 	TimestampTz step_started;
 	double		step_ms;
+	StepOutcome outcome;
 	int			ran = 0;
 	int			i;
 
@@ -507,7 +508,17 @@ RunGroup(ClaimedStep *steps, bool *done, int n)
 		CHECK_FOR_INTERRUPTS();
 		MemoryContextSwitchTo(group_context);
 		step_started = GetCurrentTimestamp();
-		if (RunStep(&steps[i], ran > 0) == STEP_RUN_ALONE)
+
+		/*
+		 * Each step sees what committed before it started and what the
+		 * group's earlier steps wrote, as it would in a transaction of its
+		 * own (a STABLE handler runs on the active snapshot).
+		 */
+		CommandCounterIncrement();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		outcome = RunStep(&steps[i], ran > 0);
+		PopActiveSnapshot();
+		if (outcome == STEP_RUN_ALONE)
 			break;				/* it starts the next group */
 		step_ms = (double) (GetCurrentTimestamp() - step_started) / 1000.0;
 		average_step_ms = average_step_ms < 0 ? step_ms : 0.8 * average_step_ms + 0.2 * step_ms;
