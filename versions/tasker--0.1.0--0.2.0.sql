@@ -299,6 +299,43 @@ BEGIN
     RETURN cardinality(done_step_ids);
 END $$;
 
+-- The dispatcher counts ready SQL steps up to tasker.max_executors, not 1000.
+CREATE OR REPLACE FUNCTION tasker._dispatcher_tick(live_executors text[], since timestamptz,
+                                        housekeeping boolean, listed_at timestamptz,
+                                        OUT ready integer, OUT next_due_ms double precision)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    q text;
+BEGIN
+    IF housekeeping THEN
+        PERFORM tasker.reap_expired_leases();
+        PERFORM tasker._recover_sql_steps(live_executors, listed_at);
+    END IF;
+
+    FOR q IN
+        SELECT DISTINCT s.queue FROM tasker.workflow_steps s
+         WHERE housekeeping AND s.handler IS NULL AND s.pending_parents = 0
+           AND s.current_state = 'waiting_for_retry'
+           AND s.next_attempt_at > since AND s.next_attempt_at <= now()
+    LOOP
+        PERFORM pg_notify('tasker_ready_' || q, q);
+    END LOOP;
+
+    SELECT count(*) INTO ready FROM (
+        SELECT 1 FROM tasker.workflow_steps s
+         WHERE s.handler IS NOT NULL AND s.pending_parents = 0
+           AND s.current_state IN ('pending', 'waiting_for_retry')
+           AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= now())
+           AND s.attempts < s.max_attempts
+           AND (s.current_state = 'pending' OR s.retryable)
+         LIMIT greatest(1, coalesce(current_setting('tasker.max_executors', true)::integer, 8))) r;
+
+    SELECT extract(epoch FROM min(s.next_attempt_at) - now()) * 1000 INTO next_due_ms
+      FROM tasker.workflow_steps s
+     WHERE s.handler IS NOT NULL AND s.pending_parents = 0
+       AND s.current_state = 'waiting_for_retry' AND s.next_attempt_at > now();
+END $$;
+
 -- as 85_security.sql: CREATE OR REPLACE resets SECURITY DEFINER; every API
 -- function gets it back, with its pinned search_path
 DO $$

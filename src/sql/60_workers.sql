@@ -80,8 +80,11 @@ END $$;
 -- _dispatcher_tick is one round of the dispatcher: with housekeeping (at
 -- most once per poll interval) it reaps expired leases, recovers orphaned
 -- SQL steps and tells external queues about retries that came due since
--- the last round; always it returns how many SQL steps are ready and in
--- how many ms the next backing-off one comes due.
+-- the last round; always it returns how many SQL steps are ready (counted
+-- up to tasker.max_executors, all the dispatcher can use: it runs at every
+-- commit that makes steps ready, and counting a long queue cost
+-- milliseconds each time) and in how many ms the next backing-off one
+-- comes due.
 CREATE FUNCTION tasker._dispatcher_tick(live_executors text[], since timestamptz,
                                         housekeeping boolean, listed_at timestamptz,
                                         OUT ready integer, OUT next_due_ms double precision)
@@ -110,7 +113,7 @@ BEGIN
            AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= now())
            AND s.attempts < s.max_attempts
            AND (s.current_state = 'pending' OR s.retryable)
-         LIMIT 1000) r;
+         LIMIT greatest(1, coalesce(current_setting('tasker.max_executors', true)::integer, 8))) r;
 
     SELECT extract(epoch FROM min(s.next_attempt_at) - now()) * 1000 INTO next_due_ms
       FROM tasker.workflow_steps s
