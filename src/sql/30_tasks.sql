@@ -46,8 +46,10 @@ CREATE FUNCTION tasker.create_task(
     bypass_steps text[] DEFAULT '{}',
     priority integer DEFAULT 0,
     idempotency_key text DEFAULT NULL)
-    RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
 DECLARE
+    pending_count bigint;
+    step_map jsonb;
     template_id integer;
     strategy text;
     ctx_schema jsonb;
@@ -149,27 +151,28 @@ BEGIN
           FROM created WHERE current_state = 'resolved_manually'
     )
     SELECT count(*),
+           count(*) FILTER (WHERE current_state = 'pending'),
            array_agg(DISTINCT queue) FILTER (WHERE handler IS NULL AND current_state = 'pending'
                                                  AND pending_parents = 0),
            coalesce(bool_or(handler IS NOT NULL AND current_state = 'pending'
-                            AND pending_parents = 0), false)
-      INTO step_count, ready_queues, ready_sql
+                            AND pending_parents = 0), false),
+           jsonb_object_agg(named_step_id::text, workflow_step_id)
+      INTO step_count, pending_count, ready_queues, ready_sql, step_map
       FROM created;
 
-    -- the edges, each end found by its (task, name) key: a join with the
-    -- rows just inserted would have no index and no statistics, and a
-    -- nested loop over them costs steps x edges
+    -- the edges, each end looked up in the map of the steps just created:
+    -- no join with them (they have no statistics yet, and a plan made while
+    -- the table was empty would scan it, once per task)
     INSERT INTO tasker.workflow_step_edges (task_id, from_step_id, to_step_id)
-    SELECT new_task_id, p.workflow_step_id, c.workflow_step_id
+    SELECT new_task_id, (step_map ->> e.from_named_step_id::text)::bigint,
+           (step_map ->> e.to_named_step_id::text)::bigint
       FROM tasker.named_step_edges e
-      JOIN tasker.named_steps pn ON pn.named_step_id = e.from_named_step_id
-      JOIN tasker.named_steps cn ON cn.named_step_id = e.to_named_step_id
-      JOIN tasker.workflow_steps p ON p.task_id = new_task_id AND p.name = pn.name
-      JOIN tasker.workflow_steps c ON c.task_id = new_task_id AND c.name = cn.name
      WHERE e.named_task_id = template_id;
 
     -- no steps, or every one bypassed: complete at once
-    PERFORM tasker._finalize_task(new_task_id);
+    IF pending_count = 0 THEN
+        PERFORM tasker._finalize_task(new_task_id);
+    END IF;
     PERFORM tasker._signal_ready(ready_queues, ready_sql);
     RETURN new_task_id;
 END $$;

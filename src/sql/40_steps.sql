@@ -21,7 +21,7 @@ CREATE FUNCTION tasker._claim(p_queue text, p_sql_steps boolean, p_worker text,
                    input jsonb, lease_expires_at timestamptz, handler regprocedure,
                    named_step_id integer)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-    SET plan_cache_mode = force_generic_plan AS $$
+    SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 DECLARE
     step_ids bigint[];
     task_ids bigint[];
@@ -122,7 +122,7 @@ CREATE FUNCTION tasker.claim_steps(queue text, worker text, max_steps integer DE
                                    lease interval DEFAULT NULL)
     RETURNS TABLE (step_id bigint, task_id bigint, step_name text, attempt integer,
                    input jsonb, lease_expires_at timestamptz)
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
 BEGIN
     PERFORM tasker._authorize('worker', queue, 'queue');
     PERFORM tasker._require(queue, 'queue');
@@ -167,7 +167,7 @@ BEGIN
 END $$;
 
 CREATE FUNCTION tasker.complete_step(step_id bigint, attempt integer, results jsonb DEFAULT '{}')
-    RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
 DECLARE
     step tasker.workflow_steps;
 BEGIN
@@ -246,7 +246,7 @@ END $$;
 
 CREATE FUNCTION tasker.fail_step(step_id bigint, attempt integer, error jsonb DEFAULT '{}',
                                  retryable boolean DEFAULT true, backoff_seconds integer DEFAULT NULL)
-    RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
 DECLARE
     step tasker.workflow_steps;
 BEGIN
@@ -262,7 +262,7 @@ COMMENT ON FUNCTION tasker.fail_step(bigint, integer, jsonb, boolean, integer) I
     'Records a failed attempt: waiting_for_retry (with next_attempt_at) or error; NULL when the attempt is stale.';
 
 CREATE FUNCTION tasker.extend_lease(step_id bigint, attempt integer, lease interval)
-    RETURNS timestamptz LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    RETURNS timestamptz LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
 DECLARE
     step tasker.workflow_steps;
     expires timestamptz;

@@ -11,7 +11,7 @@
 --------------------------------------------------------------------------
 
 CREATE FUNCTION tasker.complete_steps(step_ids bigint[], attempts integer[], results jsonb[] DEFAULT NULL)
-    RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
 DECLARE
     n integer;
     missing bigint;

@@ -27,7 +27,7 @@ COMMENT ON FUNCTION tasker.retry_after(integer, text) IS
 CREATE FUNCTION tasker._claim_sql_steps(worker text, max_steps integer)
     RETURNS TABLE (step_id bigint, task_id bigint, step_name text, attempt integer, input jsonb,
                    handler oid, owner_role oid, timeout_ms bigint, handler_owner oid)
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
 BEGIN
     RETURN QUERY
     SELECT c.step_id, c.task_id, c.step_name, c.attempt, c.input, c.handler::oid,
