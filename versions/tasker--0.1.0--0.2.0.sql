@@ -491,6 +491,15 @@ ALTER FUNCTION tasker.complete_steps(bigint[], integer[], jsonb[]) SET enable_se
 ALTER FUNCTION tasker.fail_step(bigint, integer, jsonb, boolean, integer) SET enable_seqscan = off;
 ALTER FUNCTION tasker.extend_lease(bigint, integer, interval) SET enable_seqscan = off;
 
+-- _finalize_task is _finalize_tasks for one task (one copy of the rules);
+-- no caller used the state it returned.
+DROP FUNCTION tasker._finalize_task(bigint);
+CREATE FUNCTION tasker._finalize_task(p_task_id bigint) RETURNS void
+    LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM tasker._finalize_tasks(ARRAY[p_task_id]);
+END $$;
+
 -- as 85_security.sql: CREATE OR REPLACE resets SECURITY DEFINER; every API
 -- function gets it back, with its pinned search_path
 DO $$

@@ -157,50 +157,22 @@ BEGIN
     RETURN true;
 END $$;
 
--- _finalize_task recomputes a task's state from its steps under the task's
--- row lock (taken after the step locks, like every writer), so the last
--- of several concurrent completions always sees the others: all done ->
--- complete; a permanent failure and nothing left that can run -> error; a
--- failed task that has runnable steps again (retry, resolve) -> pending.
-CREATE FUNCTION tasker._finalize_task(p_task_id bigint) RETURNS text
+-- _finalize_task is _finalize_tasks for one task.
+CREATE FUNCTION tasker._finalize_task(p_task_id bigint) RETURNS void
     LANGUAGE plpgsql AS $$
-DECLARE
-    state text;
-    target text;
-    unfinished bigint;
-    failed bigint;
-    runnable bigint;
 BEGIN
-    SELECT current_state INTO state FROM tasker.tasks WHERE task_id = p_task_id FOR UPDATE;
-    IF state IS NULL OR state IN ('complete', 'cancelled', 'resolved_manually') THEN
-        RETURN state;
-    END IF;
-
-    SELECT count(*) FILTER (WHERE current_state IN ('pending', 'in_progress', 'waiting_for_retry')),
-           count(*) FILTER (WHERE current_state = 'error' AND NOT skippable),
-           count(*) FILTER (WHERE current_state = 'in_progress'
-                               OR (current_state IN ('pending', 'waiting_for_retry') AND pending_parents = 0))
-      INTO unfinished, failed, runnable
-      FROM tasker.workflow_steps WHERE task_id = p_task_id;
-
-    target := CASE
-        WHEN unfinished = 0 AND failed = 0 THEN 'complete'
-        WHEN failed > 0 AND runnable = 0 THEN 'error'
-        WHEN state = 'error' THEN 'pending'
-        ELSE state
-    END;
-    IF target <> state THEN
-        PERFORM tasker._move_task(p_task_id, state, target,
-            jsonb_build_object('unfinished_steps', unfinished, 'failed_steps', failed));
-    END IF;
-    RETURN target;
+    PERFORM tasker._finalize_tasks(ARRAY[p_task_id]);
 END $$;
 
--- _finalize_tasks is _finalize_task for a batch of tasks (complete_steps):
--- the same rules in two statements instead of four per task.  The locks
--- come first, in a statement of their own, so that the second statement's
--- snapshot, taken after any wait for them, sees every completion committed
--- by the sessions that held them.
+-- _finalize_tasks recomputes tasks' states from their steps under the
+-- tasks' row locks (taken after the step locks, like every writer, in
+-- ascending id), so the last of several concurrent completions always sees
+-- the others: all done -> complete; a permanent failure and nothing left
+-- that can run -> error; a failed task that has runnable steps again
+-- (retry, resolve) -> pending.  The locks come first, in a statement of
+-- their own, so that the second statement's snapshot, taken after any wait
+-- for them, sees every completion committed by the sessions that held
+-- them.
 CREATE FUNCTION tasker._finalize_tasks(p_task_ids bigint[]) RETURNS void
     LANGUAGE plpgsql AS $$
 BEGIN
