@@ -28,6 +28,8 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
+#include "parser/parse_func.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
@@ -62,12 +64,48 @@ typedef struct ClaimedStep
 	int64		timeout_ms;		/* 0: none */
 } ClaimedStep;
 
+/*
+ * Settlement is what a group's completed steps leave to do before its
+ * commit: release their children and finalize their tasks
+ * (tasker._settle_completions), once for the whole group.
+ */
+typedef struct Settlement
+{
+	int			completed;		/* steps accepted as complete */
+	Datum		task_ids[TASKER_MAX_GROUP];
+	int			releasing;		/* of them, steps whose children wait */
+	Datum		release_task_ids[TASKER_MAX_GROUP];
+	Datum		release_step_ids[TASKER_MAX_GROUP];
+} Settlement;
+
+static void Settle(Settlement *settlement);
+
+/*
+ * Whether the installed SQL has tasker._accept_completion (0.3.0 on): the
+ * library can be newer than the extension's SQL between make install and
+ * ALTER EXTENSION UPDATE, and then completes each step with complete_step,
+ * as that version's library did.  Looked up per group, under the
+ * extension's lock.
+ */
+static bool
+SettlementAvailable(void)
+{
+	Oid			argtypes[3] = {INT8OID, INT4OID, JSONBOID};
+
+	return OidIsValid(LookupFuncName(list_make2(makeString("tasker"),
+												 makeString("_accept_completion")),
+									 3, argtypes, true));
+}
+
 static TaskerExecutorSlot *my_slot = NULL;
 static Oid	executor_database = InvalidOid;
 static char *worker_name = NULL;
 static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr accept_plan = NULL;
 static SPIPlanPtr complete_plan = NULL;
+static SPIPlanPtr settle_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
+
 
 /* moving average of this executor's step durations, ms (< 0: none yet) */
 static double average_step_ms = -1;
@@ -171,6 +209,7 @@ ClaimBatch(MemoryContext batch_context, ClaimedStep **steps)
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "tasker executor: claiming");
 
 	if (!TaskerExtensionInstalled())
 	{
@@ -354,7 +393,7 @@ typedef enum StepOutcome
  * holds what it always held and errors propagate as they always did.
  */
 static StepOutcome
-RunStep(ClaimedStep *step, bool grouped)
+RunStep(ClaimedStep *step, bool grouped, Settlement *settlement)
 {
 	MemoryContext step_context = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -395,20 +434,45 @@ RunStep(ClaimedStep *step, bool grouped)
 		Datum		result = CallHandler(step);
 		Datum		args[3];
 		Oid			argtypes[3] = {INT8OID, INT4OID, JSONBOID};
+		bool		stale;
+		bool		release;
 		bool		isnull;
-		bool		accepted;
 
 		args[0] = Int64GetDatum(step->step_id);
 		args[1] = Int32GetDatum(step->attempt);
 		args[2] = result;
-		TaskerSpiExecCached(&complete_plan, "SELECT tasker.complete_step($1, $2, $3)",
-							3, argtypes, args, NULL, SPI_OK_SELECT);
-		accepted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-											  1, &isnull));
-		if (accepted)
+		if (settlement == NULL)
+		{
+			/* SQL older than 0.3.0: complete_step does it all */
+			TaskerSpiExecCached(&complete_plan, "SELECT tasker.complete_step($1, $2, $3)",
+								3, argtypes, args, NULL, SPI_OK_SELECT);
+			stale = !DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												1, &isnull));
+			release = false;
+		}
+		else
+		{
+			TaskerSpiExecCached(&accept_plan,
+								"SELECT task_id, release FROM tasker._accept_completion($1, $2, $3)",
+								3, argtypes, args, NULL, SPI_OK_SELECT);
+			(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &stale);
+			release = !stale && DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+														   SPI_tuptable->tupdesc, 2, &isnull));
+		}
+		if (stale)
+			RollbackAndReleaseCurrentSubTransaction();	/* undo the handler's writes */
+		else if (settlement == NULL)
 			ReleaseCurrentSubTransaction();
 		else
-			RollbackAndReleaseCurrentSubTransaction();	/* stale: undo the writes */
+		{
+			ReleaseCurrentSubTransaction();
+			settlement->task_ids[settlement->completed++] = Int64GetDatum(step->task_id);
+			if (release)
+			{
+				settlement->release_task_ids[settlement->releasing] = Int64GetDatum(step->task_id);
+				settlement->release_step_ids[settlement->releasing++] = Int64GetDatum(step->step_id);
+			}
+		}
 		MemoryContextSwitchTo(step_context);
 		CurrentResourceOwner = owner;
 	}
@@ -434,8 +498,17 @@ RunStep(ClaimedStep *step, bool grouped)
 		MemoryContextSwitchTo(step_context);
 		PG_TRY();
 		{
+			/*
+			 * fail_step may finalize the task: the completions of the group
+			 * so far (perhaps of the same task) are settled first, so that it
+			 * judges the task as it will commit.
+			 */
+			if (settlement != NULL)
+				Settle(settlement);
 			RecordFailure(step, edata);
 			ReleaseCurrentSubTransaction();
+			if (settlement != NULL)
+				settlement->completed = settlement->releasing = 0;
 		}
 		PG_CATCH();
 		{
@@ -458,20 +531,93 @@ RunStep(ClaimedStep *step, bool grouped)
 }
 
 /*
+ * Settle releases the children of the group's completed steps and
+ * finalizes their tasks, just before the group commits: those rows' locks
+ * are then held for the commit only, not while the rest of the group runs
+ * (other executors completing siblings of the same task would wait for
+ * them).  Its locks are taken in ascending id, as every writer's; should a
+ * deadlock still choose it, it is retried, the steps' work kept.
+ */
+static void
+Settle(Settlement *settlement)
+{
+	MemoryContext context = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	Datum		args[3];
+	Oid			argtypes[3] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
+	char		nulls[3] = {' ', ' ', ' '};
+	int			attempt;
+
+	if (settlement->completed == 0)
+		return;
+	pgstat_report_activity(STATE_RUNNING, "tasker executor: settling");
+	args[0] = PointerGetDatum(construct_array(settlement->task_ids, settlement->completed,
+											  INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (settlement->releasing == 0)
+	{
+		nulls[1] = nulls[2] = 'n';
+		args[1] = args[2] = (Datum) 0;
+	}
+	else
+	{
+		args[1] = PointerGetDatum(construct_array(settlement->release_task_ids,
+												  settlement->releasing, INT8OID, 8,
+												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[2] = PointerGetDatum(construct_array(settlement->release_step_ids,
+												  settlement->releasing, INT8OID, 8,
+												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	}
+
+	for (attempt = 1;; attempt++)
+	{
+		volatile bool deadlocked = false;
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(context);
+		PG_TRY();
+		{
+			TaskerSpiExecCached(&settle_plan, "SELECT tasker._settle_completions($1, $2, $3)",
+								3, argtypes, args, nulls, SPI_OK_SELECT);
+			ReleaseCurrentSubTransaction();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(context);
+			edata = CopyErrorData();
+			if (edata->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED || attempt >= 3)
+				PG_RE_THROW();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			deadlocked = true;
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(context);
+		CurrentResourceOwner = owner;
+		if (!deadlocked)
+			return;
+	}
+}
+
+/*
  * RunGroup runs, in one transaction, claimed steps that are not done yet,
  * and marks the ones it ran; it returns how many.  Committing several steps
- * at once spares all but one of their WAL flushes.  A group holds at most
- * one step per task: a second step of a task already in the group waits
- * for a later group.  The batch is in task order, so a group takes its locks
- * in ascending task order, as other writers do.  A group ends at
- * tasker.executor_commit_window, so that no step's commit waits long for
- * its neighbours.
+ * at once spares all but one of their WAL flushes.  Siblings claimed
+ * together run in the same group, so that they release their common child
+ * and finalize their task in one settlement instead of waiting for each
+ * other's commits from two executors.  The batch is in task order, so a
+ * group takes its locks in ascending task order, as other writers do.  A
+ * group ends at tasker.executor_commit_window, so that no step's commit
+ * waits long for its neighbours.
  */
 static int
 RunGroup(ClaimedStep *steps, bool *done, int n)
 {
 	MemoryContext group_context = CurrentMemoryContext;
 	TimestampTz started;
+	Settlement	settlement = {0};
+	Settlement *pending = NULL;
 	int64		tasks[TASKER_MAX_GROUP];
 	TimestampTz step_started;
 	double		step_ms;
@@ -491,16 +637,19 @@ RunGroup(ClaimedStep *steps, bool *done, int n)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	started = GetCurrentTimestamp();
 
+	if (SettlementAvailable())
+		pending = &settlement;
 	for (i = 0; i < n && ran < TASKER_MAX_GROUP; i++)
 	{
 		int			j;
 
 		if (done[i])
 			continue;
-		for (j = 0; j < ran && tasks[j] != steps[i].task_id; j++)
+		/* without a settlement, complete_step finalizes mid-group: one step per task */
+		for (j = 0; pending == NULL && j < ran && tasks[j] != steps[i].task_id; j++)
 			;
-		if (j < ran)
-			continue;			/* its task is in this group already */
+		if (pending == NULL && j < ran)
+			continue;
 		if (ran > 0 &&
 			TimestampDifferenceExceeds(started, GetCurrentTimestamp(),
 									   tasker_executor_commit_window))
@@ -516,7 +665,7 @@ RunGroup(ClaimedStep *steps, bool *done, int n)
 		 */
 		CommandCounterIncrement();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		outcome = RunStep(&steps[i], ran > 0);
+		outcome = RunStep(&steps[i], ran > 0, pending);
 		PopActiveSnapshot();
 		if (outcome == STEP_RUN_ALONE)
 			break;				/* it starts the next group */
@@ -527,9 +676,13 @@ RunGroup(ClaimedStep *steps, bool *done, int n)
 	}
 	Assert(ran > 0);
 
+	if (pending != NULL)
+		Settle(pending);
 	SPI_finish();
 	PopActiveSnapshot();
+	pgstat_report_activity(STATE_RUNNING, "tasker executor: committing");
 	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextSwitchTo(group_context);
 	return ran;
 }

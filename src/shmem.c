@@ -97,17 +97,37 @@ TaskerFindDatabaseSlot(Oid database_id, bool create)
 /*
  * TaskerSignalDispatcher sets the latch of the database's dispatcher (called
  * at commit by any transaction that made SQL-handler steps ready).
+ *
+ * When the pool is full and no executor is idle, the dispatcher could only
+ * count the ready steps and find nothing to start: the busy executors claim
+ * them when they loop.  Under a DAG load that is most commits, and each round
+ * is a transaction; so the dispatcher is left asleep then (it still wakes at
+ * its poll interval, and at the next signal once an executor idles or exits).
  */
 void
 TaskerSignalDispatcher(Oid database_id)
 {
 	TaskerDatabaseSlot *slot;
+	int			running = 0;
+	bool		any_idle = false;
+	int			i;
 
 	if (tasker_shared == NULL)
 		return;
 	LWLockAcquire(tasker_shared->lock, LW_SHARED);
+	for (i = 0; i < TASKER_MAX_EXECUTORS; i++)
+	{
+		TaskerExecutorSlot *executor = &tasker_shared->executors[i];
+
+		if (executor->pid != 0 && executor->database_id == database_id)
+		{
+			running++;
+			any_idle |= executor->idle;
+		}
+	}
 	slot = TaskerFindDatabaseSlot(database_id, false);
-	if (slot != NULL && slot->dispatcher_latch != NULL)
+	if (slot != NULL && slot->dispatcher_latch != NULL &&
+		(running < tasker_max_executors || any_idle))
 		SetLatch(slot->dispatcher_latch);
 	LWLockRelease(tasker_shared->lock);
 

@@ -166,19 +166,25 @@ BEGIN
     RETURN step;
 END $$;
 
-CREATE FUNCTION tasker.complete_step(step_id bigint, attempt integer, results jsonb DEFAULT '{}')
-    RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
+-- _accept_completion is the part of completing a claimed attempt that
+-- touches only the step: it locks the step, records its results and its
+-- transition to complete, and returns the step's task and whether its
+-- children still have to be released (task_id NULL: the attempt is stale).
+-- The children and the task are left to the caller: complete_step releases
+-- them at once, an executor once per group of steps (_settle_completions).
+CREATE FUNCTION tasker._accept_completion(p_step_id bigint, p_attempt integer, p_results jsonb,
+                                          OUT task_id bigint, OUT release boolean)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
 DECLARE
     step tasker.workflow_steps;
 BEGIN
-    PERFORM tasker._authorize_step(step_id);
-    PERFORM tasker._check_size('tasker.max_results_size', results, 'results of step ' || step_id);
-    step := tasker._lock_attempt(step_id, attempt);
+    PERFORM tasker._check_size('tasker.max_results_size', p_results, 'results of step ' || p_step_id);
+    step := tasker._lock_attempt(p_step_id, p_attempt);
     IF step.workflow_step_id IS NULL THEN
-        RETURN false;               -- stale: reclaimed, cancelled or resolved
+        RETURN;                     -- stale: reclaimed, cancelled or resolved
     END IF;
     UPDATE tasker.workflow_steps s
-       SET current_state = 'complete', results = coalesce(complete_step.results, '{}'),
+       SET current_state = 'complete', results = coalesce(p_results, '{}'),
            completed_at = now(), lease_expires_at = NULL, transitions = s.transitions + 1,
            children_released = true, updated_at = now()
      WHERE s.task_id = step.task_id AND s.workflow_step_id = step.workflow_step_id;
@@ -186,11 +192,25 @@ BEGIN
            (task_id, workflow_step_id, from_state, to_state, sort_key, metadata)
     VALUES (step.task_id, step.workflow_step_id, 'in_progress', 'complete', step.transitions + 1,
             jsonb_build_object('attempt', step.attempts, 'worker', step.claimed_by));
+    task_id := step.task_id;
+    release := NOT step.children_released;
+END $$;
+
+CREATE FUNCTION tasker.complete_step(step_id bigint, attempt integer, results jsonb DEFAULT '{}')
+    RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
+DECLARE
+    accepted record;
+BEGIN
+    PERFORM tasker._authorize_step(step_id);
+    accepted := tasker._accept_completion(step_id, attempt, results);
+    IF accepted.task_id IS NULL THEN
+        RETURN false;               -- stale: reclaimed, cancelled or resolved
+    END IF;
     -- a child that became ready means the task still has work: no need to
     -- take the task's lock to finalize it
-    IF step.children_released
-       OR NOT tasker._release_children(step.task_id, step.workflow_step_id) THEN
-        PERFORM tasker._finalize_task(step.task_id);
+    IF NOT accepted.release
+       OR NOT tasker._release_children(accepted.task_id, step_id) THEN
+        PERFORM tasker._finalize_task(accepted.task_id);
     END IF;
     RETURN true;
 END $$;
@@ -285,7 +305,7 @@ COMMENT ON FUNCTION tasker.extend_lease(bigint, integer, interval) IS
     'Heartbeat: pushes a claimed attempt''s lease to now() + lease; NULL when the attempt is stale.';
 
 CREATE FUNCTION tasker.reap_expired_leases() RETURNS integer
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
 DECLARE
     step tasker.workflow_steps;
     reaped integer := 0;

@@ -98,6 +98,29 @@ BEGIN
       FROM done d
      ORDER BY d.workflow_step_id;
 
+    PERFORM tasker._settle_completions(done_task_ids, release_task_ids, release_step_ids);
+    RETURN cardinality(done_step_ids);
+END $$;
+COMMENT ON FUNCTION tasker.complete_steps(bigint[], integer[], jsonb[]) IS
+    'Completes a batch of claimed attempts (step_ids[i] at attempts[i] with results[i]) as complete_step would, skipping stale ones; returns how many were accepted.';
+
+-- _settle_completions does, for steps just completed in this transaction,
+-- what follows the steps themselves: it releases the children of
+-- release_step_ids (each of task release_task_ids[i]), locked in ascending
+-- id and decremented once per completed parent, signals the children that
+-- became ready, and finalizes each task of task_ids once, in ascending id —
+-- except a task in which a child became ready: it still has work.
+-- complete_steps calls it for its batch; an executor once per group, after
+-- the group's handlers, so that the children's and tasks' locks are held
+-- only until the commit that follows, not through the rest of the group.
+CREATE FUNCTION tasker._settle_completions(task_ids bigint[], release_task_ids bigint[],
+                                           release_step_ids bigint[]) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
+DECLARE
+    ready_queues text[];
+    ready_sql boolean;
+    busy_task_ids bigint[];
+BEGIN
     IF release_step_ids IS NOT NULL THEN
         -- children of the completed steps, locked in ascending id, each
         -- decremented once per completed parent
@@ -120,19 +143,21 @@ BEGIN
                SET pending_parents = c.pending_parents - ch.parents_done
               FROM children ch
              WHERE c.task_id = ch.task_id AND c.workflow_step_id = ch.workflow_step_id
-            RETURNING c.pending_parents, c.current_state, c.handler, c.queue
+            RETURNING c.task_id, c.pending_parents, c.current_state, c.handler, c.queue
         )
         SELECT array_agg(DISTINCT queue) FILTER (WHERE handler IS NULL),
-               coalesce(bool_or(handler IS NOT NULL), false)
-          INTO ready_queues, ready_sql
+               coalesce(bool_or(handler IS NOT NULL), false),
+               array_agg(DISTINCT task_id)
+          INTO ready_queues, ready_sql, busy_task_ids
           FROM released
          WHERE pending_parents = 0 AND current_state = 'pending';
         PERFORM tasker._signal_ready(ready_queues, ready_sql);
     END IF;
 
     -- each task once, locked in ascending id
-    PERFORM tasker._finalize_tasks(done_task_ids);
-    RETURN cardinality(done_step_ids);
+    task_ids := ARRAY(SELECT DISTINCT t FROM unnest(task_ids) t
+                       WHERE t <> ALL (coalesce(busy_task_ids, '{}')));
+    IF cardinality(task_ids) > 0 THEN
+        PERFORM tasker._finalize_tasks(task_ids);
+    END IF;
 END $$;
-COMMENT ON FUNCTION tasker.complete_steps(bigint[], integer[], jsonb[]) IS
-    'Completes a batch of claimed attempts (step_ids[i] at attempts[i] with results[i]) as complete_step would, skipping stale ones; returns how many were accepted.';

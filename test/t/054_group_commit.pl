@@ -1,6 +1,7 @@
 # 054_group_commit.pl — executors commit the steps of a claimed batch
-# together (tasker.executor_commit_window), never two steps of one task in
-# one transaction, and a grouped step that fails keeps the group's work.
+# together (tasker.executor_commit_window), siblings of one task included,
+# releasing children and finalizing tasks once per group just before the
+# commit; a grouped step that fails keeps the group's work.
 #
 # Every task has two independent SQL steps, a and b.  The handler records
 # the top-level transaction id it ran in.  Some tasks' handlers fail when
@@ -92,10 +93,10 @@ is( $node->safe_psql('postgres', q{
 my $shared = $node->safe_psql('postgres', q{
 	SELECT count(*) FROM (SELECT xid FROM grp.runs WHERE round = 1 GROUP BY xid HAVING count(*) > 1) g});
 cmp_ok($shared, '>', 0, "round 1: steps committed together ($shared transactions ran several)");
-is( $node->safe_psql('postgres', q{
+my $siblings = $node->safe_psql('postgres', q{
 	SELECT count(*) FROM (SELECT xid, task_id FROM grp.runs WHERE round = 1
-	                      GROUP BY xid, task_id HAVING count(*) > 1) g}),
-	'0', 'round 1: no transaction ran two steps of one task');
+	                      GROUP BY xid, task_id HAVING count(*) > 1) g});
+cmp_ok($siblings, '>', 0, "round 1: siblings claimed together ran in one transaction ($siblings tasks)");
 
 my $failures = $node->safe_psql('postgres', q{SELECT last_value FROM grp.raised_failures});
 cmp_ok($failures, '>', 1, "round 1: grouped steps failed ($failures)");
@@ -157,6 +158,56 @@ is( $node->safe_psql('postgres', sprintf(
 cmp_ok( $node->safe_psql('postgres', sprintf(
 		"SELECT max(size) FROM (%s) c", sprintf($claims, 1))),
 	'>', 1, 'round 1: fast steps were claimed several at a time');
+
+# Round 4: fan-in.  Three roots and a child of all three, grouped: each
+# group releases the child once for all its completed parents, the child
+# runs once, after every parent, and the task completes.  Half the tasks
+# fail a root once (a failure recorded in a group whose earlier steps of
+# the same task are settled first).
+$node->safe_psql('postgres', q{
+	ALTER SYSTEM SET tasker.executor_commit_window = '1s';
+	ALTER SYSTEM SET tasker.enabled = off; SELECT pg_reload_conf()});
+ok($node->poll_query_until('postgres', 'SHOW tasker.enabled', 'off'), 'round 4: dispatch off');
+$node->safe_psql('postgres', qq{
+	CREATE SEQUENCE grp.run_order;
+	ALTER TABLE grp.runs ADD COLUMN seq bigint DEFAULT nextval('grp.run_order');
+	CREATE FUNCTION grp.fan(input jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+	BEGIN
+	    IF input ->> 'step_name' = 'r2' AND (input -> 'context' ->> 'flaky')::boolean
+	       AND (input ->> 'attempt')::int = 1 THEN
+	        RAISE EXCEPTION 'flaky root';
+	    END IF;
+	    INSERT INTO grp.runs (task_id, step, attempt, xid, round)
+	    VALUES ((input ->> 'task_id')::bigint, input ->> 'step_name', (input ->> 'attempt')::integer,
+	            pg_current_xact_id(), 4);
+	    RETURN jsonb_build_object('from', input ->> 'step_name');
+	END \$\$;
+	SELECT tasker.register_template('{"namespace": "grp", "name": "fan", "version": "1.0.0",
+	  "steps": [{"name": "r1", "handler": "grp.fan(jsonb)"},
+	            {"name": "r2", "handler": "grp.fan(jsonb)"},
+	            {"name": "r3", "handler": "grp.fan(jsonb)"},
+	            {"name": "child", "handler": "grp.fan(jsonb)", "depends_on": ["r1", "r2", "r3"]}]}');
+	SELECT tasker.create_task('grp', 'fan', context => jsonb_build_object('round', 4, 'flaky', i % 2 = 0))
+	  FROM generate_series(1, $tasks) i;
+	ALTER SYSTEM SET tasker.enabled = on; SELECT pg_reload_conf()});
+ok( $node->poll_query_until('postgres', q{
+	SELECT count(*) = 0 FROM tasker.tasks WHERE current_state <> 'complete' AND (context ->> 'round')::int = 4}),
+	'round 4: every fan-in task completes');
+is( $node->safe_psql('postgres', q{
+	SELECT count(*) FILTER (WHERE step = 'child') || ' children, '
+	       || count(*) FILTER (WHERE step = 'child' AND seq < (SELECT max(p.seq) FROM grp.runs p
+	                                                      WHERE p.task_id = r.task_id AND p.step <> 'child'))
+	       || ' before a parent'
+	FROM grp.runs r WHERE round = 4}),
+	"$tasks children, 0 before a parent", 'round 4: each child ran once, after its three parents');
+cmp_ok( $node->safe_psql('postgres', q{
+	SELECT count(*) FROM (SELECT xid, task_id FROM grp.runs WHERE round = 4 AND step <> 'child'
+	                      GROUP BY xid, task_id HAVING count(*) > 1) g}),
+	'>', 0, 'round 4: parents of one child completed in one group');
+is( $node->safe_psql('postgres', q{
+	SELECT count(*) FROM tasker.workflow_step_transitions tr JOIN tasker.tasks t USING (task_id)
+	WHERE (t.context ->> 'round')::int = 4 AND tr.to_state = 'waiting_for_retry'}),
+	$tasks / 2, 'round 4: each flaky root failed once, recorded once');
 
 is($node->safe_psql('postgres', 'SELECT count(*) FROM tasker.check_invariants()'),
 	'0', 'the invariants hold');
