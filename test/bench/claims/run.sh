@@ -10,9 +10,14 @@
 #   - simple-update: pgbench -N transactions per second;
 #   - batch 1:  claim_steps(max 1) in one transaction, complete_step in the next;
 #   - batch 10: claim_steps(max 10) in one transaction, complete_steps in the next;
+#   - the floor of that protocol on a bare table: claim 1 or 10 rows with
+#     UPDATE ... FOR UPDATE SKIP LOCKED setting a lease (through a partial
+#     index of unleased rows) in one transaction, delete them in the next —
+#     what any claim/complete queue costs here before it records anything;
 # each BENCH_REPEAT times (default 3) for BENCH_SECONDS (default 10), and
 # prints the medians, steps per second, and the cost of one claim + complete
-# round trip in simple-update transactions (target for batch 10: <= 2).
+# round trip in simple-update transactions (target for batch 10: <= 2), and
+# tasker's rate as a share of the floor's.
 #
 # The queue holds tasks of BENCH_STEPS_PER_TASK independent external steps
 # (default 1: every step is a whole task, so each claim also starts a task
@@ -83,7 +88,19 @@ SELECT count(*) AS n, coalesce(string_agg(step_id::text, ','), '0') AS ids,
 SELECT CASE WHEN :n = 0 THEN 0
             ELSE tasker.complete_steps(ARRAY[:ids]::bigint[], ARRAY[:atts]::integer[]) END;
 SQL
+cat > "$work/floor1.sql" <<'SQL'
+WITH c AS (UPDATE floor_jobs SET leased_until = now() + interval '5 minutes'
+            WHERE id IN (SELECT id FROM floor_jobs WHERE leased_until IS NULL
+                          ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+           RETURNING id)
+SELECT coalesce(string_agg(id::text, ','), '0') AS ids FROM c \gset
+DELETE FROM floor_jobs WHERE id IN (:ids);
+SQL
+sed 's/LIMIT 1 FOR/LIMIT 10 FOR/' "$work/floor1.sql" > "$work/floor10.sql"
 chown postgres "$work"/*.sql
+psql -c "CREATE TABLE floor_jobs (id bigserial PRIMARY KEY, payload jsonb NOT NULL DEFAULT '{}',
+                                  leased_until timestamptz)"
+psql -c "CREATE INDEX floor_jobs_ready_idx ON floor_jobs (id) WHERE leased_until IS NULL"
 
 # refill: delete finished tasks, top the queue up to $1 ready steps, vacuum
 refill() {
@@ -107,10 +124,17 @@ tps() {
     awk '/^tps = / { print $3; exit }' <<<"$out"
 }
 done_steps() { psql -c "SELECT count(*) FROM tasker.workflow_steps WHERE queue = 'bench' AND current_state = 'complete'"; }
+# the floor's queue: emptied and refilled with $1 jobs, vacuumed
+floor_refill() {
+    psql -c "TRUNCATE floor_jobs"
+    psql -c "INSERT INTO floor_jobs (payload) SELECT '{}' FROM generate_series(1, $1)"
+    psql -c "VACUUM ANALYZE floor_jobs"
+    psql -c "CHECKPOINT"
+}
 
 echo "tasker claim + complete benchmark: $(nproc) cores, PostgreSQL $("$bindir/postgres" -V | awk '{ print $3 }'), fsync on,"
 echo "$steps_per_task step(s) per task, ${seconds}s per run, median of $repeat runs"
-printf '%-8s %-14s %12s %12s %14s\n' clients workload "tps" "steps/s" "cost (simple-update tx)"
+printf '%-8s %-14s %12s %12s %14s %10s\n' clients workload "tps" "steps/s" "cost (simple-update tx)" "of floor"
 for c in $clients_list; do
     runs=()
     for r in $(seq "$repeat"); do
@@ -119,6 +143,20 @@ for c in $clients_list; do
     done
     simple=$(median "${runs[@]}")
     printf '%-8s %-14s %12.0f %12s %14s\n' "$c" simple-update "$simple" - 1
+    declare -A floor_rate=()
+    for b in 1 10; do
+        runs=()
+        for r in $(seq "$repeat"); do
+            floor_refill $(( (b == 1 ? 3000 : 15000) * seconds + 5000 ))
+            runs+=("$(tps "$c" -f "$work/floor$b.sql")")
+            [ "$(psql -c "SELECT count(*) FROM floor_jobs WHERE leased_until IS NULL")" -gt 0 ] ||
+                echo "warning: the floor's queue ran dry during a run: raise its refill" >&2
+        done
+        t=$(median "${runs[@]}")
+        floor_rate[$b]=$(awk -v t="$t" -v b="$b" 'BEGIN { printf "%.1f", t * b }')
+        cost=$(awk -v t="$t" -v q="$simple" 'BEGIN { printf "%.2f", q / t }')
+        printf '%-8s %-14s %12.0f %12.0f %14s\n' "$c" "floor $b" "$t" "${floor_rate[$b]}" "$cost"
+    done
     for b in 1 10; do
         runs=(); steps=()
         for r in $(seq "$repeat"); do
@@ -137,7 +175,10 @@ for c in $clients_list; do
         t=$(median "${runs[@]}")
         s=$(median "${steps[@]}")
         cost=$(awk -v t="$t" -v q="$simple" 'BEGIN { printf "%.2f", q / t }')
-        printf '%-8s %-14s %12.0f %12.0f %14s\n' "$c" "batch $b" "$t" "$s" "$cost"
+        share=$(awk -v s="$s" -v f="${floor_rate[$b]}" 'BEGIN { printf "%.2f", s / f }')
+        printf '%-8s %-14s %12.0f %12.0f %14s %10s\n' "$c" "batch $b" "$t" "$s" "$cost" "$share"
     done
+    unset floor_rate
 done
 echo "(cost: one claim + complete round trip, in simple-update transactions of the same client count; target for batch 10: <= 2)"
+echo "(floor: the same claim + complete protocol on a bare table; of floor: tasker's steps/s over the floor's jobs/s at the same batch)"
