@@ -147,7 +147,7 @@ for c in $clients_list; do
     for b in 1 10; do
         runs=()
         for r in $(seq "$repeat"); do
-            floor_refill $(( (b == 1 ? 3000 : 15000) * seconds + 5000 ))
+            floor_refill $(( (b == 1 ? 5000 : 30000) * seconds + 5000 ))
             runs+=("$(tps "$c" -f "$work/floor$b.sql")")
             [ "$(psql -c "SELECT count(*) FROM floor_jobs WHERE leased_until IS NULL")" -gt 0 ] ||
                 echo "warning: the floor's queue ran dry during a run: raise its refill" >&2

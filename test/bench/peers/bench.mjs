@@ -208,9 +208,13 @@ function taskerWorkers(cs, queue, b, total, opts = {}) {
     while (st.done < total) {
       notified = false;
       const tc = now();
+      // oneTx: claim and complete in one transaction, as the floor deletes
+      // what it claims (a crash rolls the claim back; no lease is relied on)
+      if (opts.oneTx) await c.query('BEGIN');
       const { rows } = await c.query('SELECT step_id, attempt, task_id, step_name FROM tasker.claim_steps($1, $2, $3)', [queue, `w${i}`, b]);
       const t = now();
       if (rows.length === 0) {
+        if (opts.oneTx) await c.query('COMMIT');
         if (st.done >= total) break;
         if (opts.listen) {
           if (!notified) await new Promise((r) => { wake = r; setTimeout(r, 1000); });
@@ -229,6 +233,7 @@ function taskerWorkers(cs, queue, b, total, opts = {}) {
         await c.query('SELECT tasker.complete_steps($1::bigint[], $2::integer[])',
           [rows.map((r) => r.step_id), rows.map((r) => r.attempt)]);
       }
+      if (opts.oneTx) await c.query('COMMIT');
       st.done += rows.length;
       if (st.done >= total && st.t1 === null) { st.t1 = now(); wakers.forEach((f) => f()); }
     }
@@ -236,11 +241,11 @@ function taskerWorkers(cs, queue, b, total, opts = {}) {
   st.run = run;
   return st;
 }
-async function taskerExtDrain(b) {
+async function taskerExtDrain(b, mode) {
   await taskerEnqueue('w1ext', 10);
   await settle('bench_tasker');
   const cs = await clients('bench_tasker', W);
-  const st = taskerWorkers(cs, 'w1', b, N);
+  const st = taskerWorkers(cs, 'w1', b, N, { oneTx: mode === 'onetx' });
   await st.run;
   await closeAll(cs);
   return N / (st.t1 - st.t0) * 1000;
@@ -799,6 +804,7 @@ function plan() {
   for (const b of [1, 10]) {
     const w = `1. drain ${N.toLocaleString('en')} no-op jobs, ${W} workers, batch ${b}`;
     add(w, 'tasker external (claim_steps + complete_step' + (b > 1 ? 's' : '') + ')', 'jobs/s', true, `taskerExtDrain ${b}`);
+    add(w, 'tasker external, claim + complete in one transaction', 'jobs/s', true, `taskerExtDrain ${b} onetx`);
     add(w, `tasker in-database (executor_batch_size ${b})`, 'jobs/s', true, `taskerSqlDrain ${b}`);
     add(w, `floor (SKIP LOCKED, claim ${b} + delete per commit)`, 'jobs/s', true, `floorDrain ${b}`);
     add(w, b === 1 ? 'graphile-worker (defaults)' : 'graphile-worker (localQueue 10, batched completion)', 'jobs/s', true, `gwDrain ${b}`);
