@@ -20,6 +20,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "parser/parse_func.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -28,7 +29,6 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
-#include "parser/parse_func.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -84,8 +84,8 @@ static void Settle(Settlement *settlement);
  * Whether the installed SQL has tasker._accept_completion (0.3.0 on): the
  * library can be newer than the extension's SQL between make install and
  * ALTER EXTENSION UPDATE, and then completes each step with complete_step,
- * as that version's library did.  Looked up per group, under the
- * extension's lock.
+ * as that version's library did (one step per task in a group).  Looked up
+ * per group, under the extension's lock.
  */
 static bool
 SettlementAvailable(void)
@@ -105,7 +105,6 @@ static SPIPlanPtr accept_plan = NULL;
 static SPIPlanPtr complete_plan = NULL;
 static SPIPlanPtr settle_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
-
 
 /* moving average of this executor's step durations, ms (< 0: none yet) */
 static double average_step_ms = -1;
@@ -637,7 +636,11 @@ RunGroup(ClaimedStep *steps, bool *done, int n)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	started = GetCurrentTimestamp();
 
-	if (SettlementAvailable())
+	/*
+	 * A batch of one step (slow steps, or executor_batch_size 1) has no
+	 * neighbour to hold locks for: complete_step does it all in one call.
+	 */
+	if (n > 1 && SettlementAvailable())
 		pending = &settlement;
 	for (i = 0; i < n && ran < TASKER_MAX_GROUP; i++)
 	{
