@@ -168,6 +168,8 @@ CREATE FUNCTION fuzz.mutate(doc jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     path text[] := fuzz.random_path(doc);
     n integer := coalesce(jsonb_array_length(CASE WHEN jsonb_typeof(doc -> 'steps') = 'array' THEN doc -> 'steps' END), 0);
+    k integer;
+    field text;
 BEGIN
     IF jsonb_typeof(doc) <> 'object' THEN
         RETURN fuzz.json(2);
@@ -178,15 +180,23 @@ BEGIN
     WHEN 2 THEN RETURN doc || jsonb_build_object(fuzz.pick(ARRAY['depend_on', 'extra', 'steps ', 'Name']), fuzz.json(1));
     WHEN 3 THEN   -- a duplicate step
         RETURN CASE WHEN n > 0 THEN jsonb_set(doc, '{steps}', (doc -> 'steps') || (doc -> 'steps' -> fuzz.r(n))) ELSE doc END;
+    -- (4 to 6 set a field of a step: only when that step is an object, as
+    -- jsonb_set cannot name a field inside an array or a scalar)
     WHEN 4 THEN   -- a cycle: the first step depends on the last
-        RETURN CASE WHEN n > 1 THEN jsonb_set(doc, '{steps,0,depends_on}', jsonb_build_array(doc #> ARRAY['steps', (n - 1)::text, 'name'])) ELSE doc END;
+        RETURN CASE WHEN n > 1 AND jsonb_typeof(doc -> 'steps' -> 0) = 'object'
+                    THEN jsonb_set(doc, '{steps,0,depends_on}', jsonb_build_array(doc #> ARRAY['steps', (n - 1)::text, 'name'])) ELSE doc END;
     WHEN 5 THEN   -- a step depends on itself, or on nothing known
-        RETURN CASE WHEN n > 0 THEN jsonb_set(doc, ARRAY['steps', (n - 1)::text, 'depends_on'],
-                                              jsonb_build_array(fuzz.pick(ARRAY[doc #>> ARRAY['steps', (n - 1)::text, 'name'], 'ghost', '']))) ELSE doc END;
+        RETURN CASE WHEN n > 0 AND jsonb_typeof(doc -> 'steps' -> (n - 1)) = 'object'
+                    THEN jsonb_set(doc, ARRAY['steps', (n - 1)::text, 'depends_on'],
+                                   jsonb_build_array(fuzz.pick(ARRAY[doc #>> ARRAY['steps', (n - 1)::text, 'name'], 'ghost', '']))) ELSE doc END;
     WHEN 6 THEN   -- a step field of the wrong type
-        RETURN CASE WHEN n > 0 THEN jsonb_set(doc, ARRAY['steps', fuzz.r(n)::text,
-                        fuzz.pick(ARRAY['name', 'max_attempts', 'retryable', 'timeout', 'skippable', 'queue', 'depends_on', 'handler'])],
-                        fuzz.json(1)) ELSE doc END;
+        IF n = 0 THEN
+            RETURN doc;
+        END IF;
+        k := fuzz.r(n);
+        field := fuzz.pick(ARRAY['name', 'max_attempts', 'retryable', 'timeout', 'skippable', 'queue', 'depends_on', 'handler']);
+        RETURN CASE WHEN jsonb_typeof(doc -> 'steps' -> k) = 'object'
+                    THEN jsonb_set(doc, ARRAY['steps', k::text, field], fuzz.json(1)) ELSE doc END;
     ELSE RETURN doc - fuzz.pick(ARRAY['name', 'namespace', 'version', 'steps']);
     END CASE;
 END $$;
