@@ -377,6 +377,7 @@ RecordFailure(ClaimedStep *step, ErrorData *edata)
 typedef enum StepOutcome
 {
 	STEP_RECORDED,				/* completed, failed, or found stale */
+	STEP_ENDS_GROUP,			/* failure recorded (locks its task): commit now */
 	STEP_RUN_ALONE				/* nothing kept: run it in a transaction of its own */
 } StepOutcome;
 
@@ -500,14 +501,20 @@ RunStep(ClaimedStep *step, bool grouped, Settlement *settlement)
 			/*
 			 * fail_step may finalize the task: the completions of the group
 			 * so far (perhaps of the same task) are settled first, so that it
-			 * judges the task as it will commit.
+			 * judges the task as it will commit.  The group then ends: a
+			 * second settlement later in the same transaction would take
+			 * locks out of the ascending order every writer keeps, and could
+			 * deadlock with another group's.
 			 */
 			if (settlement != NULL)
 				Settle(settlement);
 			RecordFailure(step, edata);
 			ReleaseCurrentSubTransaction();
 			if (settlement != NULL)
+			{
 				settlement->completed = settlement->releasing = 0;
+				outcome = STEP_ENDS_GROUP;
+			}
 		}
 		PG_CATCH();
 		{
@@ -521,7 +528,17 @@ RunStep(ClaimedStep *step, bool grouped, Settlement *settlement)
 		CurrentResourceOwner = owner;
 	}
 	else if (failed)
+	{
+		/*
+		 * fail_step locks the task's row; a settlement later in this
+		 * transaction would then lock children after a task, against the
+		 * order of every other settlement (children, then tasks): the
+		 * group ends here.
+		 */
 		RecordFailure(step, edata);
+		if (settlement != NULL)
+			outcome = STEP_ENDS_GROUP;
+	}
 
 	error_context_stack = errcallback.previous;
 	SetSlotStep(0, InvalidOid, false);
@@ -676,6 +693,8 @@ RunGroup(ClaimedStep *steps, bool *done, int n)
 		average_step_ms = average_step_ms < 0 ? step_ms : 0.8 * average_step_ms + 0.2 * step_ms;
 		done[i] = true;
 		tasks[ran++] = steps[i].task_id;
+		if (outcome == STEP_ENDS_GROUP)
+			break;
 	}
 	Assert(ran > 0);
 

@@ -204,6 +204,13 @@ cmp_ok( $node->safe_psql('postgres', q{
 	SELECT count(*) FROM (SELECT xid, task_id FROM grp.runs WHERE round = 4 AND step <> 'child'
 	                      GROUP BY xid, task_id HAVING count(*) > 1) g}),
 	'>', 0, 'round 4: parents of one child completed in one group');
+note "round 4 failures, by step and message:\n" . $node->safe_psql('postgres', q{
+	SELECT f || ': ' || count(*) FROM (
+	    SELECT s.name || ' ' || coalesce(tr.metadata -> 'error' ->> 'message', tr.metadata::text) AS f
+	    FROM tasker.workflow_step_transitions tr JOIN tasker.tasks t USING (task_id)
+	    JOIN tasker.workflow_steps s USING (task_id, workflow_step_id)
+	    WHERE (t.context ->> 'round')::int = 4 AND tr.to_state = 'waiting_for_retry') x
+	GROUP BY f ORDER BY f});
 is( $node->safe_psql('postgres', q{
 	SELECT count(*) FROM tasker.workflow_step_transitions tr JOIN tasker.tasks t USING (task_id)
 	WHERE (t.context ->> 'round')::int = 4 AND tr.to_state = 'waiting_for_retry'}),
