@@ -546,6 +546,14 @@ RunStep(ClaimedStep *step, bool grouped, Settlement *settlement)
 	return outcome;
 }
 
+/* Int8ArrayDatum makes a bigint[] of n int8 Datums. */
+static Datum
+Int8ArrayDatum(Datum *values, int n)
+{
+	return PointerGetDatum(construct_array(values, n, INT8OID, 8, FLOAT8PASSBYVAL,
+										   TYPALIGN_DOUBLE));
+}
+
 /*
  * Settle releases the children of the group's completed steps and
  * finalizes their tasks, just before the group commits: those rows' locks
@@ -567,8 +575,7 @@ Settle(Settlement *settlement)
 	if (settlement->completed == 0)
 		return;
 	pgstat_report_activity(STATE_RUNNING, "tasker executor: settling");
-	args[0] = PointerGetDatum(construct_array(settlement->task_ids, settlement->completed,
-											  INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[0] = Int8ArrayDatum(settlement->task_ids, settlement->completed);
 	if (settlement->releasing == 0)
 	{
 		nulls[1] = nulls[2] = 'n';
@@ -576,12 +583,8 @@ Settle(Settlement *settlement)
 	}
 	else
 	{
-		args[1] = PointerGetDatum(construct_array(settlement->release_task_ids,
-												  settlement->releasing, INT8OID, 8,
-												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		args[2] = PointerGetDatum(construct_array(settlement->release_step_ids,
-												  settlement->releasing, INT8OID, 8,
-												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[1] = Int8ArrayDatum(settlement->release_task_ids, settlement->releasing);
+		args[2] = Int8ArrayDatum(settlement->release_step_ids, settlement->releasing);
 	}
 
 	for (attempt = 1;; attempt++)

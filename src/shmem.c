@@ -95,6 +95,30 @@ TaskerFindDatabaseSlot(Oid database_id, bool create)
 }
 
 /*
+ * CountExecutorsLocked counts the executors registered for a database and
+ * says whether any of them is idle; the caller holds tasker_shared->lock.
+ */
+static int
+CountExecutorsLocked(Oid database_id, bool *any_idle)
+{
+	int			n = 0;
+	int			i;
+
+	*any_idle = false;
+	for (i = 0; i < TASKER_MAX_EXECUTORS; i++)
+	{
+		TaskerExecutorSlot *executor = &tasker_shared->executors[i];
+
+		if (executor->pid != 0 && executor->database_id == database_id)
+		{
+			n++;
+			*any_idle |= executor->idle;
+		}
+	}
+	return n;
+}
+
+/*
  * TaskerSignalDispatcher sets the latch of the database's dispatcher (called
  * at commit by any transaction that made SQL-handler steps ready).
  *
@@ -108,23 +132,13 @@ void
 TaskerSignalDispatcher(Oid database_id)
 {
 	TaskerDatabaseSlot *slot;
-	int			running = 0;
-	bool		any_idle = false;
-	int			i;
+	int			running;
+	bool		any_idle;
 
 	if (tasker_shared == NULL)
 		return;
 	LWLockAcquire(tasker_shared->lock, LW_SHARED);
-	for (i = 0; i < TASKER_MAX_EXECUTORS; i++)
-	{
-		TaskerExecutorSlot *executor = &tasker_shared->executors[i];
-
-		if (executor->pid != 0 && executor->database_id == database_id)
-		{
-			running++;
-			any_idle |= executor->idle;
-		}
-	}
+	running = CountExecutorsLocked(database_id, &any_idle);
 	slot = TaskerFindDatabaseSlot(database_id, false);
 	if (slot != NULL && slot->dispatcher_latch != NULL &&
 		(running < tasker_max_executors || any_idle))
@@ -205,14 +219,11 @@ TaskerWakeIdleExecutors(Oid database_id, int how_many)
 int
 TaskerCountExecutors(Oid database_id)
 {
-	int			i;
-	int			n = 0;
+	int			n;
+	bool		any_idle;
 
 	LWLockAcquire(tasker_shared->lock, LW_SHARED);
-	for (i = 0; i < TASKER_MAX_EXECUTORS; i++)
-		if (tasker_shared->executors[i].pid != 0 &&
-			tasker_shared->executors[i].database_id == database_id)
-			n++;
+	n = CountExecutorsLocked(database_id, &any_idle);
 	LWLockRelease(tasker_shared->lock);
 	return n;
 }
