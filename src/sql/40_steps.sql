@@ -304,8 +304,12 @@ END $$;
 COMMENT ON FUNCTION tasker.extend_lease(bigint, integer, interval) IS
     'Heartbeat: pushes a claimed attempt''s lease to now() + lease; NULL when the attempt is stale.';
 
+-- A custom plan each call (once per poll interval): a generic plan made
+-- while the table was empty walks the whole primary key for its ORDER BY,
+-- and the dispatcher would keep it for its life.
 CREATE FUNCTION tasker.reap_expired_leases() RETURNS integer
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off
+    SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
     step tasker.workflow_steps;
     reaped integer := 0;

@@ -46,9 +46,11 @@ END $$;
 -- live_executors was read at listed_at; a step claimed since then may be
 -- held by an executor that started after that read, so it is left alone
 -- (executors register before they claim).
+-- (custom plans, as reap_expired_leases and for the same reason)
 CREATE FUNCTION tasker._recover_sql_steps(live_executors text[], listed_at timestamptz)
     RETURNS integer
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off
+    SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
     step tasker.workflow_steps;
     recovered integer := 0;
