@@ -46,11 +46,9 @@ END $$;
 -- live_executors was read at listed_at; a step claimed since then may be
 -- held by an executor that started after that read, so it is left alone
 -- (executors register before they claim).
--- (custom plans, as reap_expired_leases and for the same reason)
 CREATE FUNCTION tasker._recover_sql_steps(live_executors text[], listed_at timestamptz)
     RETURNS integer
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off
-    SET plan_cache_mode = force_custom_plan AS $$
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
 DECLARE
     step tasker.workflow_steps;
     recovered integer := 0;
@@ -61,7 +59,7 @@ BEGIN
            AND lease_expires_at IS NOT NULL
            AND claimed_by <> ALL (coalesce(live_executors, '{}'))
            AND last_attempted_at < listed_at
-         ORDER BY task_id, workflow_step_id
+         ORDER BY task_id + 0, workflow_step_id   -- as reap_expired_leases
            FOR UPDATE SKIP LOCKED
     LOOP
         -- one step that cannot be recorded must not hold up the others, nor
