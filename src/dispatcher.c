@@ -119,6 +119,8 @@ DispatchOnce(long *next_due_ms)
 	Oid			argtypes[4] = {TEXTARRAYOID, TIMESTAMPTZOID, BOOLOID, TIMESTAMPTZOID};
 	bool		isnull;
 	bool		housekeeping;
+	bool		outgrown;
+	BlockNumber steps_blocks = 0;
 
 	*next_due_ms = -1;
 
@@ -184,10 +186,13 @@ DispatchOnce(long *next_due_ms)
 		}
 	}
 
+	outgrown = TaskerStepsOutgrewAnalysis(&steps_blocks);
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
+	if (outgrown)
+		TaskerAnalyzeTables(steps_blocks);
 	return ready;
 }
 

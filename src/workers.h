@@ -9,6 +9,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "storage/block.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 
@@ -86,6 +87,10 @@ extern void TaskerRequestDatabaseStop(Oid database_id);
 extern void TaskerRegisterLauncher(void);
 extern bool TaskerStartDispatcher(Oid database_id, void **handle);
 extern bool TaskerStartExecutor(Oid database_id);
+
+/* table_growth.c: the dispatcher analyzes tasker's tables as they outgrow their statistics */
+extern bool TaskerStepsOutgrewAnalysis(BlockNumber *blocks);
+extern void TaskerAnalyzeTables(BlockNumber blocks);
 PGDLLEXPORT void TaskerLauncherMain(Datum main_arg);
 PGDLLEXPORT void TaskerDispatcherMain(Datum main_arg);
 PGDLLEXPORT void TaskerExecutorMain(Datum main_arg);
