@@ -44,6 +44,8 @@ static BlockNumber analyzed_blocks = InvalidBlockNumber;
  */
 static TimestampTz retry_not_before = 0;
 #define RETRY_DELAY_MS 1000
+/* after an analysis that failed */
+#define FAILED_RETRY_DELAY_MS 60000
 
 /*
  * TaskerStepsOutgrewAnalysis says, inside a transaction, whether
@@ -79,35 +81,62 @@ TaskerStepsOutgrewAnalysis(BlockNumber *blocks)
 void
 TaskerAnalyzeTables(BlockNumber blocks)
 {
-	bool		saw_rows = false;
-	bool		isnull = true;
+	MemoryContext context = CurrentMemoryContext;
+	volatile bool saw_rows = false;
+	volatile bool failed = false;
 
 	ereport(DEBUG1,
 			(errmsg("tasker dispatcher: workflow_steps grew from %u to %u blocks since it was last analyzed; analyzing",
 					analyzed_blocks, blocks)));
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "tasker dispatcher: analyzing");
-	if (TaskerExtensionInstalled())
+	PG_TRY();
 	{
-		TaskerSpiExec("ANALYZE (SKIP_LOCKED) tasker.workflow_steps, tasker.tasks, tasker.workflow_step_edges",
-					  0, NULL, NULL, NULL, SPI_OK_UTILITY);
-		/* reltuples, as the analysis just set it (in place, visible at once) */
-		TaskerSpiExec("SELECT reltuples > 0 FROM pg_catalog.pg_class"
-					  " WHERE oid = 'tasker.workflow_steps'::pg_catalog.regclass",
-					  0, NULL, NULL, NULL, SPI_OK_SELECT);
-		saw_rows = SPI_processed == 1 &&
-			DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) &&
-			!isnull;
+		bool		isnull = true;
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "tasker dispatcher: analyzing");
+		if (TaskerExtensionInstalled())
+		{
+			TaskerSpiExec("ANALYZE (SKIP_LOCKED) tasker.workflow_steps, tasker.tasks, tasker.workflow_step_edges",
+						  0, NULL, NULL, NULL, SPI_OK_UTILITY);
+			/* reltuples, as the analysis just set it (in place, visible at once) */
+			TaskerSpiExec("SELECT reltuples > 0 FROM pg_catalog.pg_class"
+						  " WHERE oid = 'tasker.workflow_steps'::pg_catalog.regclass",
+						  0, NULL, NULL, NULL, SPI_OK_SELECT);
+			saw_rows = SPI_processed == 1 &&
+				DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) &&
+				!isnull;
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	PG_CATCH();
+	{
+		/*
+		 * The analysis only helps the planner: one that fails (a
+		 * statement_timeout set on the database, say) is reported and tried
+		 * again a minute later, and the dispatcher goes on.
+		 */
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(WARNING,
+				(errmsg("tasker dispatcher could not analyze tasker's tables: %s", edata->message)));
+		FreeErrorData(edata);
+		failed = true;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(context);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	if (saw_rows)
 		analyzed_blocks = blocks;
 	else
-		retry_not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RETRY_DELAY_MS);
+		retry_not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   failed ? FAILED_RETRY_DELAY_MS : RETRY_DELAY_MS);
 }
