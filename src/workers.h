@@ -87,13 +87,13 @@ extern void TaskerRequestDatabaseStop(Oid database_id);
 extern void TaskerRegisterLauncher(void);
 extern bool TaskerStartDispatcher(Oid database_id, void **handle);
 extern bool TaskerStartExecutor(Oid database_id);
+PGDLLEXPORT void TaskerLauncherMain(Datum main_arg);
+PGDLLEXPORT void TaskerDispatcherMain(Datum main_arg);
+PGDLLEXPORT void TaskerExecutorMain(Datum main_arg);
 
 /* table_growth.c: the dispatcher analyzes tasker's tables as they outgrow their statistics */
 extern bool TaskerStepsOutgrewAnalysis(BlockNumber *blocks);
 extern void TaskerAnalyzeTables(BlockNumber blocks);
-PGDLLEXPORT void TaskerLauncherMain(Datum main_arg);
-PGDLLEXPORT void TaskerDispatcherMain(Datum main_arg);
-PGDLLEXPORT void TaskerExecutorMain(Datum main_arg);
 
 /* metrics.c */
 extern const double tasker_duration_bounds[TASKER_DURATION_BUCKETS];
