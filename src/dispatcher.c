@@ -120,7 +120,6 @@ DispatchOnce(long *next_due_ms)
 	bool		isnull;
 	bool		housekeeping;
 	bool		outgrown;
-	BlockNumber steps_blocks = 0;
 
 	*next_due_ms = -1;
 
@@ -186,13 +185,13 @@ DispatchOnce(long *next_due_ms)
 		}
 	}
 
-	outgrown = TaskerStepsOutgrewAnalysis(&steps_blocks);
+	outgrown = TaskerStepsOutgrewStatistics();
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	if (outgrown)
-		TaskerAnalyzeTables(steps_blocks);
+		TaskerAnalyzeTables();
 	return ready;
 }
 

@@ -1,18 +1,24 @@
 /*-------------------------------------------------------------------------
  * table_growth.c
- *	  The dispatcher analyzes tasker's tables when workflow_steps has
- *	  outgrown the size of their last analysis.
+ *	  The dispatcher analyzes tasker's tables when workflow_steps holds
+ *	  far more rows than its statistics say.
  *
  * PostgreSQL replans a cached statement when ANALYZE changes the statistics
  * of its tables, not as the tables grow.  Every worker and client session
- * that planned the claim while workflow_steps was empty or had no statistics
- * (a new database; after a DELETE and VACUUM; after retention emptied it)
- * keeps plans in which reading a whole index is the cheapest way to find one
- * row, and runs them at every claim until autovacuum next analyzes the table
- * (autovacuum_naptime, a minute by default, and only past its thresholds):
- * the executors of a new database ran the first minute of a DAG load at half
- * speed.  An ANALYZE here gives the planner the table as it is and, when it
- * commits, makes every session replan.
+ * that planned the claim while the statistics described an empty or tiny
+ * workflow_steps (a new database; after retention or a DELETE emptied it and
+ * anyone, autovacuum included, analyzed it so) keeps plans in which reading
+ * a whole index is the cheapest way to find one row, and runs them at every
+ * claim until autovacuum next analyzes the table (autovacuum_naptime, a
+ * minute by default, and only past its thresholds): the executors of a new
+ * database ran the first minute of a DAG load at half speed.  An ANALYZE
+ * here gives the planner the table as it is and, when it commits, makes
+ * every session replan.
+ *
+ * The test compares the live rows the cumulative statistics count (inserts
+ * and deletes, as they commit) with pg_class.reltuples, the count the
+ * planner was last given — by whoever analyzed or vacuumed last — so it
+ * holds however the table got there: grown, or refilled in place.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -21,7 +27,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "executor/spi.h"
-#include "storage/bufmgr.h"
+#include "pgstat.h"
 #include "utils/backend_status.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -31,46 +37,48 @@
 #include "spi_util.h"
 #include "workers.h"
 
-/* growth below this is ignored: plans for a few pages are fine */
-#define GROWTH_MIN_BLOCKS 16
-
-/* workflow_steps' size at the last analysis, or when first looked at */
-static BlockNumber analyzed_blocks = InvalidBlockNumber;
+/* fewer live rows than this past the statistics are ignored: plans for a few pages are fine */
+#define GROWTH_MIN_ROWS 1000
 
 /*
- * An analysis that found no committed row (the rows that grew the table were
- * still being inserted) leaves the mark where it was, to be tried again, but
- * not before this: a long bulk load must not be sampled at every round.
+ * Not before this, the next analysis: one that did not bring the statistics
+ * up to the live count (ANALYZE skipped a table autovacuum held) must not
+ * be repeated at every round.
  */
-static TimestampTz retry_not_before = 0;
+static TimestampTz next_analysis_not_before = 0;
 #define RETRY_DELAY_MS 1000
 /* after an analysis that failed */
 #define FAILED_RETRY_DELAY_MS 60000
 
 /*
- * TaskerStepsOutgrewAnalysis says, inside a transaction, whether
- * workflow_steps has more than doubled (plus GROWTH_MIN_BLOCKS) since the
- * last analysis.  A table that shrank lowers the mark: plans made since are
- * made for the smaller size (VACUUM's truncation invalidates the old ones).
+ * TaskerStepsOutgrewStatistics says, inside a transaction, whether
+ * workflow_steps has more than twice the live rows (plus GROWTH_MIN_ROWS)
+ * its statistics count.  A table that was never analyzed counts as empty.
  */
 bool
-TaskerStepsOutgrewAnalysis(BlockNumber *blocks)
+TaskerStepsOutgrewStatistics(void)
 {
 	Oid			namespace = get_namespace_oid("tasker", true);
 	Oid			relid = OidIsValid(namespace) ?
 		get_relname_relid("workflow_steps", namespace) : InvalidOid;
 	Relation	rel;
+	double		analyzed_rows;
+	PgStat_StatTabEntry *counts;
 
-	if (!OidIsValid(relid))
+	if (!OidIsValid(relid) || GetCurrentTimestamp() < next_analysis_not_before)
 		return false;
 	rel = relation_open(relid, AccessShareLock);
-	*blocks = RelationGetNumberOfBlocks(rel);
+	analyzed_rows = Max(rel->rd_rel->reltuples, 0);
 	relation_close(rel, AccessShareLock);
-
-	if (analyzed_blocks == InvalidBlockNumber || *blocks < analyzed_blocks)
-		analyzed_blocks = *blocks;
-	return *blocks > 2 * analyzed_blocks + GROWTH_MIN_BLOCKS &&
-		GetCurrentTimestamp() >= retry_not_before;
+	counts = pgstat_fetch_stat_tabentry(relid);
+	if (counts == NULL)
+		return false;
+	if (counts->n_live_tuples <= 2 * analyzed_rows + GROWTH_MIN_ROWS)
+		return false;
+	ereport(DEBUG1,
+			(errmsg("tasker dispatcher: workflow_steps has %lld live rows, its statistics %.0f; analyzing",
+					(long long) counts->n_live_tuples, analyzed_rows)));
+	return true;
 }
 
 /*
@@ -79,36 +87,21 @@ TaskerStepsOutgrewAnalysis(BlockNumber *blocks)
  * a table that autovacuum is working on is being analyzed anyway.
  */
 void
-TaskerAnalyzeTables(BlockNumber blocks)
+TaskerAnalyzeTables(void)
 {
 	MemoryContext context = CurrentMemoryContext;
-	volatile bool saw_rows = false;
 	volatile bool failed = false;
 
-	ereport(DEBUG1,
-			(errmsg("tasker dispatcher: workflow_steps grew from %u to %u blocks since it was last analyzed; analyzing",
-					analyzed_blocks, blocks)));
 	PG_TRY();
 	{
-		bool		isnull = true;
-
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "tasker dispatcher: analyzing");
 		if (TaskerExtensionInstalled())
-		{
 			TaskerSpiExec("ANALYZE (SKIP_LOCKED) tasker.workflow_steps, tasker.tasks, tasker.workflow_step_edges",
 						  0, NULL, NULL, NULL, SPI_OK_UTILITY);
-			/* reltuples, as the analysis just set it (in place, visible at once) */
-			TaskerSpiExec("SELECT reltuples > 0 FROM pg_catalog.pg_class"
-						  " WHERE oid = 'tasker.workflow_steps'::pg_catalog.regclass",
-						  0, NULL, NULL, NULL, SPI_OK_SELECT);
-			saw_rows = SPI_processed == 1 &&
-				DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) &&
-				!isnull;
-		}
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -134,9 +127,7 @@ TaskerAnalyzeTables(BlockNumber blocks)
 	PG_END_TRY();
 	MemoryContextSwitchTo(context);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	if (saw_rows)
-		analyzed_blocks = blocks;
-	else
-		retry_not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													   failed ? FAILED_RETRY_DELAY_MS : RETRY_DELAY_MS);
+	next_analysis_not_before =
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+									failed ? FAILED_RETRY_DELAY_MS : RETRY_DELAY_MS);
 }

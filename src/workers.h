@@ -92,8 +92,8 @@ PGDLLEXPORT void TaskerDispatcherMain(Datum main_arg);
 PGDLLEXPORT void TaskerExecutorMain(Datum main_arg);
 
 /* table_growth.c: the dispatcher analyzes tasker's tables as they outgrow their statistics */
-extern bool TaskerStepsOutgrewAnalysis(BlockNumber *blocks);
-extern void TaskerAnalyzeTables(BlockNumber blocks);
+extern bool TaskerStepsOutgrewStatistics(void);
+extern void TaskerAnalyzeTables(void);
 
 /* metrics.c */
 extern const double tasker_duration_bounds[TASKER_DURATION_BUCKETS];
