@@ -62,17 +62,34 @@ typedef struct ClaimedStep
 	Oid			owner;
 	Oid			handler_owner;	/* the handler's owner at registration */
 	int64		timeout_ms;		/* 0: none */
+	bool		locked;			/* by this group's _lock_attempts */
+	bool		release;		/* its children wait for it (when locked) */
 } ClaimedStep;
 
 /*
+ * How a group completes its steps, by what the installed SQL has (the
+ * library can be newer than the extension's SQL between make install and
+ * ALTER EXTENSION UPDATE).
+ */
+typedef enum GroupMode
+{
+	GROUP_STEPWISE,				/* before 0.3.0: complete_step, one step per task */
+	GROUP_SETTLED,				/* 0.3.0, 0.4.0: _accept_completion per step, one settlement */
+	GROUP_BATCHED				/* 0.5.0 on: _lock_attempts first, one _accept_completions */
+} GroupMode;
+
+/*
  * Settlement is what a group's completed steps leave to do before its
- * commit: release their children and finalize their tasks
- * (tasker._settle_completions), once for the whole group.
+ * commit: release their children and finalize their tasks, once for the
+ * whole group — and, when batched, record the steps' completions too.
  */
 typedef struct Settlement
 {
-	int			completed;		/* steps accepted as complete */
+	bool		batched;		/* step_ids and results are to be accepted */
+	int			completed;		/* steps accepted (or to accept) as complete */
 	Datum		task_ids[TASKER_MAX_GROUP];
+	Datum		step_ids[TASKER_MAX_GROUP];
+	Datum		results[TASKER_MAX_GROUP];
 	int			releasing;		/* of them, steps whose children wait */
 	Datum		release_task_ids[TASKER_MAX_GROUP];
 	Datum		release_step_ids[TASKER_MAX_GROUP];
@@ -81,20 +98,24 @@ typedef struct Settlement
 static void Settle(Settlement *settlement);
 
 /*
- * Whether the installed SQL has tasker._accept_completion (0.3.0 on): the
- * library can be newer than the extension's SQL between make install and
- * ALTER EXTENSION UPDATE, and then completes each step with complete_step,
- * as that version's library did (one step per task in a group).  Looked up
- * per group, under the extension's lock.
+ * CurrentGroupMode says how the installed SQL lets a group complete its
+ * steps; looked up per group, under the extension's lock.
  */
-static bool
-SettlementAvailable(void)
+static GroupMode
+CurrentGroupMode(void)
 {
-	Oid			argtypes[3] = {INT8OID, INT4OID, JSONBOID};
+	Oid			lock_argtypes[2] = {INT8ARRAYOID, INT4ARRAYOID};
+	Oid			accept_argtypes[3] = {INT8OID, INT4OID, JSONBOID};
 
-	return OidIsValid(LookupFuncName(list_make2(makeString("tasker"),
-												 makeString("_accept_completion")),
-									 3, argtypes, true));
+	if (OidIsValid(LookupFuncName(list_make2(makeString("tasker"),
+											 makeString("_lock_attempts")),
+								  2, lock_argtypes, true)))
+		return GROUP_BATCHED;
+	if (OidIsValid(LookupFuncName(list_make2(makeString("tasker"),
+											 makeString("_accept_completion")),
+								  3, accept_argtypes, true)))
+		return GROUP_SETTLED;
+	return GROUP_STEPWISE;
 }
 
 static TaskerExecutorSlot *my_slot = NULL;
@@ -104,10 +125,15 @@ static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr accept_plan = NULL;
 static SPIPlanPtr complete_plan = NULL;
 static SPIPlanPtr settle_plan = NULL;
+static SPIPlanPtr lock_plan = NULL;
+static SPIPlanPtr accept_batch_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
 
 /* moving average of this executor's step durations, ms (< 0: none yet) */
 static double average_step_ms = -1;
+
+/* the next group is the step handed back by the last one, alone */
+static bool run_alone_next = false;
 
 /*
  * TaskerStartExecutor asks the postmaster for one more executor.
@@ -441,7 +467,15 @@ RunStep(ClaimedStep *step, bool grouped, Settlement *settlement)
 		args[0] = Int64GetDatum(step->step_id);
 		args[1] = Int32GetDatum(step->attempt);
 		args[2] = result;
-		if (settlement == NULL)
+		if (settlement != NULL && settlement->batched)
+		{
+			/* locked since the group began: accepted with the group */
+			TaskerCheckSize("tasker.max_results_size", result,
+							psprintf("results of step %lld", (long long) step->step_id));
+			stale = false;
+			release = step->release;
+		}
+		else if (settlement == NULL)
 		{
 			/* SQL older than 0.3.0: complete_step does it all */
 			TaskerSpiExecCached(&complete_plan, "SELECT tasker.complete_step($1, $2, $3)",
@@ -466,6 +500,13 @@ RunStep(ClaimedStep *step, bool grouped, Settlement *settlement)
 		else
 		{
 			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(step_context);
+			if (settlement->batched)
+			{
+				settlement->step_ids[settlement->completed] = Int64GetDatum(step->step_id);
+				settlement->results[settlement->completed] =
+					PointerGetDatum(PG_DETOAST_DATUM_COPY(result));
+			}
 			settlement->task_ids[settlement->completed++] = Int64GetDatum(step->task_id);
 			if (release)
 			{
@@ -587,6 +628,23 @@ Settle(Settlement *settlement)
 		args[2] = Int8ArrayDatum(settlement->release_step_ids, settlement->releasing);
 	}
 
+	if (settlement->batched)
+	{
+		/*
+		 * The steps are locked by this transaction, so recording them cannot
+		 * deadlock; and in a subtransaction each row would get a MultiXact.
+		 */
+		Datum		accept_args[3];
+		Oid			accept_argtypes[3] = {INT8ARRAYOID, INT8ARRAYOID, JSONBARRAYOID};
+
+		accept_args[0] = args[0];
+		accept_args[1] = Int8ArrayDatum(settlement->step_ids, settlement->completed);
+		accept_args[2] = PointerGetDatum(construct_array(settlement->results, settlement->completed,
+														 JSONBOID, -1, false, TYPALIGN_INT));
+		TaskerSpiExecCached(&accept_batch_plan, "SELECT tasker._accept_completions($1, $2, $3)",
+							3, accept_argtypes, accept_args, NULL, SPI_OK_SELECT);
+	}
+
 	for (attempt = 1;; attempt++)
 	{
 		volatile bool deadlocked = false;
@@ -620,8 +678,67 @@ Settle(Settlement *settlement)
 }
 
 /*
+ * LockGroup locks, with tasker._lock_attempts, the steps the group may run
+ * (the first TASKER_MAX_GROUP not done), before any handler runs, and
+ * marks done the ones found stale — reclaimed after their lease expired,
+ * cancelled, resolved — without running them; it returns how many those
+ * are.  The locks are held to the group's commit: nothing can make a step
+ * stale while its handler runs, so the handlers' completions are recorded
+ * together at the end.
+ */
+static int
+LockGroup(ClaimedStep *steps, bool *done, int n)
+{
+	Datum		ids[TASKER_MAX_GROUP];
+	Datum		attempts[TASKER_MAX_GROUP];
+	int			candidates[TASKER_MAX_GROUP];
+	int			count = 0;
+	int			stale = 0;
+	Datum		args[2];
+	Oid			argtypes[2] = {INT8ARRAYOID, INT4ARRAYOID};
+	uint64		row;
+	int			i;
+
+	for (i = 0; i < n && count < TASKER_MAX_GROUP; i++)
+	{
+		steps[i].locked = false;
+		if (done[i])
+			continue;
+		candidates[count] = i;
+		ids[count] = Int64GetDatum(steps[i].step_id);
+		attempts[count++] = Int32GetDatum(steps[i].attempt);
+	}
+	args[0] = Int8ArrayDatum(ids, count);
+	args[1] = PointerGetDatum(construct_array(attempts, count, INT4OID, 4, true, TYPALIGN_INT));
+	TaskerSpiExecCached(&lock_plan, "SELECT step_id, release FROM tasker._lock_attempts($1, $2)",
+						2, argtypes, args, NULL, SPI_OK_SELECT);
+	for (row = 0; row < SPI_processed; row++)
+	{
+		bool		isnull;
+		int64		step_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[row],
+														 SPI_tuptable->tupdesc, 1, &isnull));
+		bool		release = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[row],
+														 SPI_tuptable->tupdesc, 2, &isnull));
+
+		for (i = 0; i < count; i++)
+			if (steps[candidates[i]].step_id == step_id)
+			{
+				steps[candidates[i]].locked = true;
+				steps[candidates[i]].release = release;
+			}
+	}
+	for (i = 0; i < count; i++)
+		if (!steps[candidates[i]].locked)
+		{
+			done[candidates[i]] = true;
+			stale++;
+		}
+	return stale;
+}
+
+/*
  * RunGroup runs, in one transaction, claimed steps that are not done yet,
- * and marks the ones it ran; it returns how many.  Committing several steps
+ * and marks the ones it ran or found stale; it returns how many.  Committing several steps
  * at once spares all but one of their WAL flushes.  Siblings claimed
  * together run in the same group, so that they release their common child
  * and finalize their task in one settlement instead of waiting for each
@@ -641,7 +758,10 @@ RunGroup(ClaimedStep *steps, bool *done, int n)
 	TimestampTz step_started;
 	double		step_ms;
 	StepOutcome outcome;
+	GroupMode	mode;
+	bool		alone = run_alone_next;
 	int			ran = 0;
+	int			stale = 0;
 	int			i;
 
 	SetCurrentStatementStartTimestamp();
@@ -658,16 +778,28 @@ RunGroup(ClaimedStep *steps, bool *done, int n)
 
 	/*
 	 * A batch of one step (slow steps, or executor_batch_size 1) has no
-	 * neighbour to hold locks for: complete_step does it all in one call.
+	 * neighbour to hold locks for, nor has a step handed back to run alone:
+	 * complete_step does it all in one call.
 	 */
-	if (n > 1 && SettlementAvailable())
+	run_alone_next = false;
+	mode = CurrentGroupMode();
+	if (n > 1 && !alone && mode != GROUP_STEPWISE)
+	{
 		pending = &settlement;
+		settlement.batched = mode == GROUP_BATCHED;
+		if (settlement.batched)
+			stale = LockGroup(steps, done, n);
+	}
 	for (i = 0; i < n && ran < TASKER_MAX_GROUP; i++)
 	{
 		int			j;
 
 		if (done[i])
 			continue;
+		if (alone && ran > 0)
+			break;
+		if (settlement.batched && !steps[i].locked)
+			break;				/* beyond what LockGroup took: the next group's */
 		/* without a settlement, complete_step finalizes mid-group: one step per task */
 		for (j = 0; pending == NULL && j < ran && tasks[j] != steps[i].task_id; j++)
 			;
@@ -688,10 +820,14 @@ RunGroup(ClaimedStep *steps, bool *done, int n)
 		 */
 		CommandCounterIncrement();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		outcome = RunStep(&steps[i], ran > 0, pending);
+		/* (a batched group's first step holds its neighbours' locks too) */
+		outcome = RunStep(&steps[i], ran > 0 || settlement.batched, pending);
 		PopActiveSnapshot();
 		if (outcome == STEP_RUN_ALONE)
-			break;				/* it starts the next group */
+		{
+			run_alone_next = true;	/* it is the next group, alone */
+			break;
+		}
 		step_ms = (double) (GetCurrentTimestamp() - step_started) / 1000.0;
 		average_step_ms = average_step_ms < 0 ? step_ms : 0.8 * average_step_ms + 0.2 * step_ms;
 		done[i] = true;
@@ -699,7 +835,7 @@ RunGroup(ClaimedStep *steps, bool *done, int n)
 		if (outcome == STEP_ENDS_GROUP)
 			break;
 	}
-	Assert(ran > 0);
+	Assert(ran + stale > 0 || run_alone_next);
 
 	if (pending != NULL)
 		Settle(pending);
@@ -709,7 +845,7 @@ RunGroup(ClaimedStep *steps, bool *done, int n)
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextSwitchTo(group_context);
-	return ran;
+	return ran + stale;
 }
 
 /*

@@ -89,19 +89,15 @@ tasker_check_count(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-PG_FUNCTION_INFO_V1(tasker_check_size);
-
 /*
- * tasker_check_size is tasker._check_size(setting, value, what): raises
- * 54000 when the value's size, uncompressed, exceeds the size limit named
- * by setting; what names the value ("context", "results of step 7").
+ * TaskerCheckSize raises 54000 when the value's size, uncompressed, exceeds
+ * the size limit named by setting; what names the value ("context",
+ * "results of step 7").
  */
-Datum
-tasker_check_size(PG_FUNCTION_ARGS)
+void
+TaskerCheckSize(const char *setting, Datum value, const char *what)
 {
-	char	   *setting = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	Size		size = toast_raw_datum_size(PG_GETARG_DATUM(1));
-	char	   *what = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	Size		size = toast_raw_datum_size(value);
 	const TaskerLimit *limit = FindLimit(setting);
 
 	Assert(limit->kilobytes);
@@ -113,5 +109,15 @@ tasker_check_size(PG_FUNCTION_ARGS)
 				 errdetail("%s", limit->why),
 				 errhint("Store large data elsewhere and pass a reference, or have a superuser raise %s.",
 						 setting)));
+}
+
+PG_FUNCTION_INFO_V1(tasker_check_size);
+
+/* tasker_check_size is tasker._check_size(setting, value, what). */
+Datum
+tasker_check_size(PG_FUNCTION_ARGS)
+{
+	TaskerCheckSize(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_DATUM(1),
+					text_to_cstring(PG_GETARG_TEXT_PP(2)));
 	PG_RETURN_VOID();
 }

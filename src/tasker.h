@@ -33,4 +33,7 @@ extern int	tasker_max_results_size;	/* kB */
 /* true when loaded through shared_preload_libraries */
 extern bool tasker_preloaded;
 
+/* limits.c: raises 54000 when a value outgrows the size limit named by setting */
+extern void TaskerCheckSize(const char *setting, Datum value, const char *what);
+
 #endif							/* TASKER_H */
