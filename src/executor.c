@@ -778,12 +778,13 @@ RunGroup(ClaimedStep *steps, bool *done, int n)
 
 	/*
 	 * A batch of one step (slow steps, or executor_batch_size 1) has no
-	 * neighbour to hold locks for, nor has a step handed back to run alone:
-	 * complete_step does it all in one call.
+	 * neighbour to hold locks for, nor has a step handed back to run alone,
+	 * nor a group of one (a commit window of 0): complete_step does it all
+	 * in one call.
 	 */
 	run_alone_next = false;
 	mode = CurrentGroupMode();
-	if (n > 1 && !alone && mode != GROUP_STEPWISE)
+	if (n > 1 && !alone && tasker_executor_commit_window > 0 && mode != GROUP_STEPWISE)
 	{
 		pending = &settlement;
 		settlement.batched = mode == GROUP_BATCHED;

@@ -216,6 +216,25 @@ is( $node->safe_psql('postgres', q{
 	WHERE (t.context ->> 'round')::int = 4 AND tr.to_state = 'waiting_for_retry'}),
 	$tasks / 2, 'round 4: each flaky root failed once, recorded once');
 
+# Round 5: the same fan-in, nothing failing.  A group locks its steps
+# before their handlers run and records their completions in the
+# transaction that holds the locks: no row gets a MultiXact (recording
+# them in a subtransaction would give every completed step one).
+$node->safe_psql('postgres', 'ALTER SYSTEM SET tasker.enabled = off; SELECT pg_reload_conf()');
+ok($node->poll_query_until('postgres', 'SHOW tasker.enabled', 'off'), 'round 5: dispatch off');
+$node->safe_psql('postgres', qq{
+	SELECT tasker.create_task('grp', 'fan', context => jsonb_build_object('round', 5, 'flaky', false))
+	  FROM generate_series(1, $tasks) i});
+my $multixacts_query = q{CHECKPOINT; SELECT next_multixact_id FROM pg_control_checkpoint()};
+my $multixacts_before = $node->safe_psql('postgres', $multixacts_query);
+$node->safe_psql('postgres', 'ALTER SYSTEM SET tasker.enabled = on; SELECT pg_reload_conf()');
+ok( $node->poll_query_until('postgres', q{
+	SELECT count(*) = 0 FROM tasker.tasks WHERE current_state <> 'complete' AND (context ->> 'round')::int = 5}),
+	'round 5: every fan-in task completes');
+my $multixacts = $node->safe_psql('postgres', $multixacts_query) - $multixacts_before;
+cmp_ok($multixacts, '<', $tasks * 4 / 10,
+	"round 5: completing " . ($tasks * 4) . " steps in groups created $multixacts MultiXacts");
+
 is($node->safe_psql('postgres', 'SELECT count(*) FROM tasker.check_invariants()'),
 	'0', 'the invariants hold');
 
