@@ -738,14 +738,15 @@ LockGroup(ClaimedStep *steps, bool *done, int n)
 
 /*
  * RunGroup runs, in one transaction, claimed steps that are not done yet,
- * and marks the ones it ran or found stale; it returns how many.  Committing several steps
- * at once spares all but one of their WAL flushes.  Siblings claimed
- * together run in the same group, so that they release their common child
- * and finalize their task in one settlement instead of waiting for each
- * other's commits from two executors.  The batch is in task order, so a
- * group takes its locks in ascending task order, as other writers do.  A
- * group ends at tasker.executor_commit_window, so that no step's commit
- * waits long for its neighbours.
+ * and marks the ones it ran or found stale; it returns how many.
+ * Committing several steps at once spares all but one of their WAL
+ * flushes.  Siblings claimed together run in the same group, so that they
+ * release their common child and finalize their task in one settlement
+ * instead of waiting for each other's commits from two executors.  The
+ * group's steps are locked first, in ascending id, and its settlement locks
+ * children and tasks in ascending id, as other writers do.  A group ends at
+ * tasker.executor_commit_window, so that no step's commit waits long for
+ * its neighbours.
  */
 static int
 RunGroup(ClaimedStep *steps, bool *done, int n)
