@@ -179,6 +179,152 @@ END $$;
 COMMENT ON FUNCTION tasker.create_task(text, text, text, jsonb, text, text, text, text[], text[], integer, text) IS
     'Creates a task of a template (newest version by default) with its steps and edges; returns its id, or the existing one for a duplicate identity.';
 
+-- create_tasks creates one task per context, as create_task would with the
+-- same template, version, priority and idempotency key (and no initiator,
+-- source, reason, tags or bypassed steps), in a few statements for the
+-- whole batch: returns the ids in the order of the contexts — for a
+-- duplicate identity the existing task's, as create_task returns it.
+CREATE FUNCTION tasker.create_tasks(
+    namespace text,
+    name text,
+    contexts jsonb[],
+    version text DEFAULT NULL,
+    priority integer DEFAULT 0,
+    idempotency_keys text[] DEFAULT NULL)
+    RETURNS bigint[] LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
+DECLARE
+    template_id integer;
+    strategy text;
+    ctx_schema jsonb;
+    problem text;
+    n integer;
+    i integer;
+    identities text[];
+    new_ids bigint[];
+    inserted_ids bigint[];
+    step_count integer;
+    ready_queues text[];
+    ready_sql boolean;
+    result bigint[];
+BEGIN
+    PERFORM tasker._authorize('submitter', namespace, 'namespace');
+    template_id := tasker.find_template(namespace, name, version);
+    PERFORM tasker._require(contexts, 'contexts');
+    priority := coalesce(priority, 0);
+    n := coalesce(cardinality(contexts), 0);
+    IF n > 10000 THEN
+        RAISE EXCEPTION 'contexts may hold at most 10000 contexts, not %', n
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF idempotency_keys IS NOT NULL AND cardinality(idempotency_keys) <> n THEN
+        RAISE EXCEPTION 'contexts and idempotency_keys must have the same length'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('contexts has %s elements, idempotency_keys %s.',
+                                  n, cardinality(idempotency_keys));
+    END IF;
+    IF n = 0 THEN
+        RETURN '{}';
+    END IF;
+
+    SELECT t.identity_strategy, t.context_schema INTO strategy, ctx_schema
+      FROM tasker.named_tasks t WHERE t.named_task_id = template_id;
+    identities := array_fill(NULL::text, ARRAY[n]);
+    FOR i IN 1 .. n LOOP
+        IF contexts[i] IS NULL THEN
+            RAISE EXCEPTION 'contexts[%] must not be null', i USING ERRCODE = 'null_value_not_allowed';
+        END IF;
+        IF jsonb_typeof(contexts[i]) <> 'object' THEN
+            RAISE EXCEPTION 'contexts[%] must be a JSON object, not %', i, jsonb_typeof(contexts[i])
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM tasker._check_size('tasker.max_context_size', contexts[i], format('contexts[%s]', i));
+        problem := tasker.context_violation(ctx_schema, contexts[i]);
+        IF problem IS NOT NULL THEN
+            RAISE EXCEPTION 'contexts[%] does not match the schema of template "%.%": %', i, namespace, name, problem
+                USING ERRCODE = 'check_violation';
+        END IF;
+        -- identity, as create_task computes it
+        IF idempotency_keys[i] IS NOT NULL THEN
+            identities[i] := 'key:' || idempotency_keys[i];
+        ELSIF strategy = 'caller_provided' THEN
+            RAISE EXCEPTION 'template "%.%" needs an idempotency_key (contexts[%] has none)', namespace, name, i
+                USING ERRCODE = 'null_value_not_allowed',
+                      DETAIL = 'Its identity_strategy is caller_provided.';
+        ELSIF strategy = 'strict' THEN
+            identities[i] := 'strict:' || md5(jsonb_build_array(contexts[i], NULL::text, NULL::text,
+                                                                 NULL::text, '[]'::jsonb, '[]'::jsonb)::text);
+        END IF;
+    END LOOP;
+
+    -- ids drawn first, in the order of the contexts, so that each context
+    -- knows its task; a duplicate identity leaves its id unused
+    new_ids := ARRAY(SELECT nextval(pg_get_serial_sequence('tasker.tasks', 'task_id'))
+                       FROM generate_series(1, n));
+    WITH inserted AS (
+        INSERT INTO tasker.tasks (task_id, named_task_id, context, priority, identity_hash)
+        OVERRIDING SYSTEM VALUE
+        SELECT r.task_id, template_id, r.context, priority, r.identity
+          FROM unnest(new_ids, contexts, identities) WITH ORDINALITY AS r(task_id, context, identity, ord)
+         ORDER BY r.ord
+        ON CONFLICT (named_task_id, identity_hash) WHERE identity_hash IS NOT NULL DO NOTHING
+        RETURNING task_id
+    )
+    SELECT array_agg(task_id ORDER BY task_id) INTO inserted_ids FROM inserted;
+
+    IF inserted_ids IS NOT NULL THEN
+        -- steps task by task in the template's dependency order, so a child's
+        -- id is always greater than its parents' (every writer locks steps
+        -- in id order); the edges join the steps just created, not the table
+        WITH template_steps AS (
+            SELECT s.named_step_id, s.name, s.handler, s.queue, s.retryable, s.max_attempts,
+                   s.skippable, s.position,
+                   (SELECT count(*) FROM tasker.named_step_edges e
+                     WHERE e.to_named_step_id = s.named_step_id) AS parents
+              FROM tasker.named_steps s
+             WHERE s.named_task_id = template_id
+        ), created AS (
+            INSERT INTO tasker.workflow_steps
+                   (task_id, named_step_id, name, handler, queue, priority, retryable,
+                    max_attempts, skippable, pending_parents)
+            SELECT t.task_id, s.named_step_id, s.name, s.handler, s.queue, priority, s.retryable,
+                   s.max_attempts, s.skippable, s.parents
+              FROM unnest(inserted_ids) AS t(task_id)
+             CROSS JOIN template_steps s
+             ORDER BY t.task_id, s.position
+            RETURNING task_id, named_step_id, workflow_step_id
+        )
+        INSERT INTO tasker.workflow_step_edges (task_id, from_step_id, to_step_id)
+        SELECT f.task_id, f.workflow_step_id, c.workflow_step_id
+          FROM tasker.named_step_edges e
+          JOIN created f ON f.named_step_id = e.from_named_step_id
+          JOIN created c ON c.named_step_id = e.to_named_step_id AND c.task_id = f.task_id
+         WHERE e.named_task_id = template_id;
+
+        SELECT count(*),
+               array_agg(DISTINCT s.queue) FILTER (WHERE s.handler IS NULL AND NOT EXISTS (
+                   SELECT 1 FROM tasker.named_step_edges e WHERE e.to_named_step_id = s.named_step_id)),
+               coalesce(bool_or(s.handler IS NOT NULL AND NOT EXISTS (
+                   SELECT 1 FROM tasker.named_step_edges e WHERE e.to_named_step_id = s.named_step_id)), false)
+          INTO step_count, ready_queues, ready_sql
+          FROM tasker.named_steps s WHERE s.named_task_id = template_id;
+        -- a template without steps: every task complete at once
+        IF step_count = 0 THEN
+            PERFORM tasker._finalize_tasks(inserted_ids);
+        END IF;
+        PERFORM tasker._signal_ready(ready_queues, ready_sql);
+    END IF;
+
+    -- each context's task: the one created for it, or the one holding its identity
+    SELECT array_agg(CASE WHEN r.task_id = ANY (inserted_ids) THEN r.task_id
+                          ELSE (SELECT d.task_id FROM tasker.tasks d
+                                 WHERE d.named_task_id = template_id AND d.identity_hash = r.identity)
+                     END ORDER BY r.ord) INTO result
+      FROM unnest(new_ids, identities) WITH ORDINALITY AS r(task_id, identity, ord);
+    RETURN result;
+END $$;
+COMMENT ON FUNCTION tasker.create_tasks(text, text, jsonb[], text, integer, text[]) IS
+    'Creates a task per context (of a template, newest version by default) in one call; returns their ids in order, the existing one for a duplicate identity.';
+
 CREATE FUNCTION tasker.step_transitions(task_id bigint)
     RETURNS TABLE (workflow_step_id bigint, step_name text, sort_key integer, from_state text,
                    to_state text, metadata jsonb, created_at timestamptz)

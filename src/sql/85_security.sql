@@ -37,7 +37,7 @@ CREATE FUNCTION tasker._granted_functions(kind text) RETURNS text[]
     SELECT CASE kind
         WHEN 'submitter' THEN ARRAY[
             'register_template', 'register_template_yaml', 'yaml_template', 'yaml_to_jsonb',
-            'context_violation', 'find_template', 'create_task', 'cancel_task',
+            'context_violation', 'find_template', 'create_task', 'create_tasks', 'cancel_task',
             'task_steps', 'task_history', 'step_transitions', 'task_graph', 'explain_task',
             'task_execution_context', 'task_execution_contexts', 'dependency_levels',
             'template_graph', 'template_dependency_levels',

@@ -1,0 +1,122 @@
+-- tasker.create_tasks: many tasks of a template in one call, each as
+-- create_task would make it.  Ids are not shown (other tests create tasks
+-- too); tasks are named by their context.
+
+SELECT tasker.register_template('{
+  "namespace": "bcreate", "name": "diamond", "version": "1.0.0",
+  "steps": [
+    {"name": "a", "queue": "bcreate"},
+    {"name": "b", "queue": "bcreate", "depends_on": ["a"]},
+    {"name": "c", "queue": "bcreate", "depends_on": ["a"]},
+    {"name": "d", "queue": "bcreate", "depends_on": ["b", "c"]}
+  ]}') IS NOT NULL AS registered;
+SELECT tasker.register_template('{
+  "namespace": "bcreate", "name": "keyed", "version": "1.0.0",
+  "identity_strategy": "caller_provided", "steps": [{"name": "x", "queue": "bcreate"}]}') IS NOT NULL AS registered;
+SELECT tasker.register_template('{
+  "namespace": "bcreate", "name": "strict", "version": "1.0.0",
+  "identity_strategy": "strict", "steps": [{"name": "y", "queue": "bcreate"}]}') IS NOT NULL AS registered;
+SELECT tasker.register_template('{
+  "namespace": "bcreate", "name": "empty", "version": "1.0.0", "steps": []}') IS NOT NULL AS registered;
+
+-- three diamonds in one call, one by create_task: the same rows
+SELECT cardinality(tasker.create_tasks('bcreate', 'diamond',
+       ARRAY['{"n": 1}', '{"n": 2}', '{"n": 3}']::jsonb[], priority => 5)) AS created;
+SELECT tasker.create_task('bcreate', 'diamond', context => '{"n": 4}', priority => 5) > 0 AS created;
+
+CREATE TEMP VIEW bcreate_steps AS
+SELECT (t.context ->> 'n')::integer AS n, t.current_state AS task_state, t.priority AS task_priority,
+       s.name, s.workflow_step_id, s.current_state, s.pending_parents, s.priority, s.queue,
+       s.attempts, s.max_attempts, s.retryable, s.transitions, s.task_id
+  FROM tasker.workflow_steps s JOIN tasker.tasks t USING (task_id)
+  JOIN tasker.named_tasks nt USING (named_task_id)
+ WHERE nt.name = 'diamond' AND s.queue = 'bcreate' AND t.context ? 'n';
+
+-- every task's steps, states and counts as create_task makes them
+SELECT n, task_state, task_priority, name, current_state, pending_parents, priority, queue,
+       attempts, max_attempts, retryable, transitions
+  FROM bcreate_steps ORDER BY n, name;
+
+-- the same edges (parent -> child by name) in every task
+SELECT (t.context ->> 'n')::integer AS n,
+       string_agg(f.name || '->' || c.name, ' ' ORDER BY f.name, c.name) AS edges
+  FROM tasker.workflow_step_edges e
+  JOIN tasker.tasks t USING (task_id)
+  JOIN tasker.workflow_steps f ON f.task_id = e.task_id AND f.workflow_step_id = e.from_step_id
+  JOIN tasker.workflow_steps c ON c.task_id = e.task_id AND c.workflow_step_id = e.to_step_id
+ WHERE f.queue = 'bcreate'
+ GROUP BY 1 ORDER BY 1;
+
+-- ids: tasks in the order of the contexts, and within a task every child
+-- after its parents (the lock order every writer keeps)
+SELECT bool_and(a.task_id < b.task_id) AS tasks_in_order
+  FROM bcreate_steps a JOIN bcreate_steps b ON b.n = a.n + 1 AND a.name = 'a' AND b.name = 'a'
+ WHERE a.n < 3;
+SELECT bool_and(p.workflow_step_id < c.workflow_step_id) AS children_after_parents
+  FROM tasker.workflow_step_edges e
+  JOIN bcreate_steps p ON p.task_id = e.task_id AND p.workflow_step_id = e.from_step_id
+  JOIN bcreate_steps c ON c.task_id = e.task_id AND c.workflow_step_id = e.to_step_id;
+
+-- the roots are claimable at once
+SELECT count(*) AS claimed FROM tasker.claim_steps('bcreate', 'w', 10);
+
+-- idempotency keys: a repeated key in the batch and a key already used
+-- name the same task; a NULL key makes a new one
+SELECT tasker.create_tasks('bcreate', 'keyed', ARRAY['{}', '{}', '{}']::jsonb[],
+                           idempotency_keys => ARRAY['k1', 'k2', 'k1']) AS ids \gset
+SELECT :'ids'::bigint[] IS NOT NULL AS returned,
+       (:'ids'::bigint[])[1] = (:'ids'::bigint[])[3] AS repeated_key_same_task,
+       (:'ids'::bigint[])[1] <> (:'ids'::bigint[])[2] AS other_key_other_task;
+SELECT (tasker.create_tasks('bcreate', 'keyed', ARRAY['{}']::jsonb[], idempotency_keys => ARRAY['k2']))[1]
+       = (:'ids'::bigint[])[2] AS used_key_same_task;
+SELECT tasker.create_task('bcreate', 'keyed', idempotency_key => 'k1') = (:'ids'::bigint[])[1]
+       AS create_task_agrees;
+SELECT count(*) AS keyed_tasks FROM tasker.tasks t JOIN tasker.named_tasks nt USING (named_task_id)
+ WHERE nt.name = 'keyed';
+
+-- strict identity: the same context names the same task, as with create_task
+SELECT tasker.create_tasks('bcreate', 'strict', ARRAY['{"s": 1}', '{"s": 2}', '{"s": 1}']::jsonb[]) AS sids \gset
+SELECT (:'sids'::bigint[])[1] = (:'sids'::bigint[])[3] AS same_context_same_task,
+       tasker.create_task('bcreate', 'strict', context => '{"s": 2}') = (:'sids'::bigint[])[2]
+       AS create_task_agrees;
+
+-- a template without steps: its tasks complete at once
+SELECT tasker.create_tasks('bcreate', 'empty', ARRAY['{}', '{}']::jsonb[]) AS eids \gset
+SELECT t.current_state, count(*) FROM tasker.tasks t WHERE t.task_id = ANY (:'eids'::bigint[]) GROUP BY 1;
+
+-- nothing to create
+SELECT tasker.create_tasks('bcreate', 'diamond', '{}'::jsonb[]) AS none;
+
+-- bad input: a clear error (SQLSTATE and message) and nothing written
+CREATE PROCEDURE pg_temp.refused(statement text) LANGUAGE plpgsql AS $$
+DECLARE
+    state text;
+    message text;
+BEGIN
+    EXECUTE statement;
+    RAISE EXCEPTION 'not refused: %', statement;
+EXCEPTION WHEN others THEN
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
+    IF message LIKE 'not refused:%' THEN
+        RAISE;
+    END IF;
+    RAISE NOTICE 'error %: %', state, message;
+END $$;
+\set SHOW_CONTEXT never
+SELECT count(*) AS tasks_before FROM tasker.tasks \gset
+CALL pg_temp.refused($$ SELECT tasker.create_tasks('bcreate', 'diamond', NULL) $$);
+CALL pg_temp.refused($$ SELECT tasker.create_tasks('bcreate', 'diamond', ARRAY['{}', NULL]::jsonb[]) $$);
+CALL pg_temp.refused($$ SELECT tasker.create_tasks('bcreate', 'diamond', ARRAY['{}', '[1]']::jsonb[]) $$);
+CALL pg_temp.refused($$ SELECT tasker.create_tasks('bcreate', 'keyed', ARRAY['{}', '{}']::jsonb[],
+                                                    idempotency_keys => ARRAY['k9', NULL]) $$);
+CALL pg_temp.refused($$ SELECT tasker.create_tasks('bcreate', 'keyed', ARRAY['{}', '{}']::jsonb[],
+                                                    idempotency_keys => ARRAY['k9']) $$);
+CALL pg_temp.refused($$ SELECT tasker.create_tasks('bcreate', 'nosuch', ARRAY['{}']::jsonb[]) $$);
+CALL pg_temp.refused($$ SELECT tasker.create_tasks('bcreate', 'diamond', array_fill('{}'::jsonb, ARRAY[10001])) $$);
+SET tasker.max_context_size = 1;
+CALL pg_temp.refused($$ SELECT tasker.create_tasks('bcreate', 'diamond',
+                                                    ARRAY['{}', jsonb_build_object('big', repeat('x', 2000))]) $$);
+RESET tasker.max_context_size;
+SELECT count(*) - :tasks_before AS tasks_written FROM tasker.tasks;
+
+SELECT count(*) AS invariant_violations FROM tasker.check_invariants();
