@@ -38,6 +38,10 @@ DECLARE
     oid int := (input #>> '{context,order_id}')::int;
     n int;
 BEGIN
+    -- lock the products in sku order, as ship_order does: two orders
+    -- sharing products never wait for each other in a circle
+    PERFORM FROM shop.products p JOIN shop.order_lines l ON l.sku = p.sku
+     WHERE l.order_id = oid ORDER BY p.sku FOR UPDATE OF p;
     UPDATE shop.products p SET reserved = p.reserved + l.qty
       FROM shop.order_lines l WHERE l.order_id = oid AND l.sku = p.sku;
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -66,6 +70,8 @@ DECLARE
     tracking text := 'TRK' || lpad(oid::text, 8, '0');
 BEGIN
     INSERT INTO shop.shipments VALUES (oid, tracking);
+    PERFORM FROM shop.products p JOIN shop.order_lines l ON l.sku = p.sku
+     WHERE l.order_id = oid ORDER BY p.sku FOR UPDATE OF p;
     UPDATE shop.products p SET stock = p.stock - l.qty, reserved = p.reserved - l.qty
       FROM shop.order_lines l WHERE l.order_id = oid AND l.sku = p.sku;
     UPDATE shop.orders SET status = 'shipped' WHERE order_id = oid;
@@ -84,6 +90,9 @@ BEGIN
     RETURN jsonb_build_object('notified', true);
 END $$;
 
+-- reserve_inventory and ship_order lock products that many orders share: a
+-- deadlock between two executors' transactions fails the attempt it
+-- aborts, like any error, so those steps get more attempts than the default.
 SELECT tasker.register_template($$ {
   "namespace": "shop",
   "name": "order_fulfillment",
@@ -94,9 +103,11 @@ SELECT tasker.register_template($$ {
   "identity_strategy": "strict",
   "steps": [
     {"name": "validate_order",    "handler": "shop.validate_order(jsonb)"},
-    {"name": "reserve_inventory", "handler": "shop.reserve_inventory(jsonb)", "depends_on": ["validate_order"]},
+    {"name": "reserve_inventory", "handler": "shop.reserve_inventory(jsonb)", "depends_on": ["validate_order"],
+                                  "max_attempts": 5},
     {"name": "charge_payment",    "handler": "shop.charge_payment(jsonb)", "depends_on": ["validate_order"],
                                   "max_attempts": 3, "timeout": "10 seconds"},
-    {"name": "ship_order",        "handler": "shop.ship_order(jsonb)", "depends_on": ["reserve_inventory", "charge_payment"]},
+    {"name": "ship_order",        "handler": "shop.ship_order(jsonb)", "depends_on": ["reserve_inventory", "charge_payment"],
+                                  "max_attempts": 5},
     {"name": "notify_customer",   "handler": "shop.notify_customer(jsonb)", "depends_on": ["ship_order"]}
   ]} $$) AS template_id;
