@@ -74,6 +74,11 @@ SELECT tasker.create_task('bcreate', 'keyed', idempotency_key => 'k1') = (:'ids'
 SELECT count(*) AS keyed_tasks FROM tasker.tasks t JOIN tasker.named_tasks nt USING (named_task_id)
  WHERE nt.name = 'keyed';
 
+-- arrays with other bounds are read element by element, in order
+SELECT (tasker.create_tasks('bcreate', 'keyed', '[0:1]={"{}","{}"}'::jsonb[],
+                            idempotency_keys => '[5:6]={k1,k2}'::text[]))
+       = (:'ids'::bigint[])[1:2] AS other_bounds_same_tasks;
+
 -- strict identity: the same context names the same task, as with create_task
 SELECT tasker.create_tasks('bcreate', 'strict', ARRAY['{"s": 1}', '{"s": 2}', '{"s": 1}']::jsonb[]) AS sids \gset
 SELECT (:'sids'::bigint[])[1] = (:'sids'::bigint[])[3] AS same_context_same_task,

@@ -416,7 +416,9 @@ typedef enum StepOutcome
  * deadlock may then be their doing rather than the step's, and an error
  * while recording a failure must not undo their work: in both cases the
  * step's own work is undone and it is handed back to run alone, where it
- * holds what it always held and errors propagate as they always did.
+ * holds what it always held and errors propagate as they always did.  A
+ * handler of a batched group that moves a task or step through tasker's
+ * API is handed back the same way (see below).
  */
 static StepOutcome
 RunStep(ClaimedStep *step, bool grouped, Settlement *settlement)
@@ -425,6 +427,7 @@ RunStep(ClaimedStep *step, bool grouped, Settlement *settlement)
 	ResourceOwner owner = CurrentResourceOwner;
 	ErrorContextCallback errcallback;
 	volatile bool failed = false;
+	volatile bool moved = false;
 	ErrorData  *volatile edata = NULL;
 	volatile StepOutcome outcome = STEP_RECORDED;
 
@@ -457,6 +460,7 @@ RunStep(ClaimedStep *step, bool grouped, Settlement *settlement)
 	MemoryContextSwitchTo(step_context);
 	PG_TRY();
 	{
+		uint64		moves_before = TaskerCountedMoves();
 		Datum		result = CallHandler(step);
 		Datum		args[3];
 		Oid			argtypes[3] = {INT8OID, INT4OID, JSONBOID};
@@ -469,10 +473,18 @@ RunStep(ClaimedStep *step, bool grouped, Settlement *settlement)
 		args[2] = result;
 		if (settlement != NULL && settlement->batched)
 		{
-			/* locked since the group began: accepted with the group */
-			TaskerCheckSize("tasker.max_results_size", result,
-							psprintf("results of step %lld", (long long) step->step_id));
-			stale = false;
+			/*
+			 * Locked since the group began: accepted with the group.  Unless
+			 * the handler moved a task or step itself (through tasker's API):
+			 * it may have made this step or an accepted neighbour stale, which
+			 * the group would learn only at its end.  Its work is then undone
+			 * and it runs alone, where its completion is recorded at once.
+			 */
+			moved = TaskerCountedMoves() != moves_before;
+			if (!moved)
+				TaskerCheckSize("tasker.max_results_size", result,
+								psprintf("results of step %lld", (long long) step->step_id));
+			stale = moved;
 			release = step->release;
 		}
 		else if (settlement == NULL)
@@ -531,7 +543,9 @@ RunStep(ClaimedStep *step, bool grouped, Settlement *settlement)
 	}
 	PG_END_TRY();
 
-	if (failed && grouped && edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED)
+	if (moved)
+		outcome = STEP_RUN_ALONE;
+	else if (failed && grouped && edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED)
 		outcome = STEP_RUN_ALONE;
 	else if (failed && grouped)
 	{
@@ -663,10 +677,15 @@ Settle(Settlement *settlement)
 
 			MemoryContextSwitchTo(context);
 			edata = CopyErrorData();
-			if (edata->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED || attempt >= 3)
-				PG_RE_THROW();
 			FlushErrorState();
 			RollbackAndReleaseCurrentSubTransaction();
+			if (edata->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED || attempt >= 3)
+			{
+				/* its subtransaction closed first: a caller's own may catch it */
+				MemoryContextSwitchTo(context);
+				CurrentResourceOwner = owner;
+				ReThrowError(edata);
+			}
 			deadlocked = true;
 		}
 		PG_END_TRY();

@@ -41,6 +41,8 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
+#include "tasker.h"
+
 #define TASK_BUCKETS 6
 #define STEP_BUCKETS 8
 #define STEP_EXHAUSTED 5		/* error with attempts >= max_attempts */
@@ -66,6 +68,9 @@ typedef struct CountFrame
 	int64		task[TASK_BUCKETS];
 	int64		step[STEP_BUCKETS];
 } CountFrame;
+
+/* state moves this backend has counted, ever (see TaskerCountedMoves) */
+static uint64 counted_moves = 0;
 
 static CountFrame *frames = NULL;
 static int	frame_count = 0;
@@ -512,6 +517,7 @@ tasker_count_states(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_UPDATE(event))
 	{
+		counted_moves++;
 		CountRow(machine, trigdata->tg_trigtuple, desc, -1);
 		CountRow(machine, trigdata->tg_newtuple, desc, 1);
 		return PointerGetDatum(trigdata->tg_newtuple);
@@ -521,6 +527,17 @@ tasker_count_states(PG_FUNCTION_ARGS)
 	else if (TRIGGER_FIRED_BY_DELETE(event))
 		CountRow(machine, trigdata->tg_trigtuple, desc, -1);
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * TaskerCountedMoves is how many changes of state of a task or a step this
+ * backend has counted so far (rolled-back ones included): an executor
+ * compares it around a handler to learn whether the handler moved any.
+ */
+uint64
+TaskerCountedMoves(void)
+{
+	return counted_moves;
 }
 
 PG_FUNCTION_INFO_V1(tasker_unflushed_state_counts);

@@ -42,13 +42,16 @@
 
 /*
  * Not before this, the next analysis: one that did not bring the statistics
- * up to the live count (ANALYZE skipped a table autovacuum held) must not
- * be repeated at every round.
+ * up to the live count (ANALYZE skipped workflow_steps while autovacuum
+ * held it, with a WARNING) is tried again after a second, then after twice
+ * as long each time, up to a minute; the delay starts again at a second
+ * once the statistics have caught up.  Each analysis makes every session
+ * replan: a storm of them would cost more than the plans they fix.
  */
 static TimestampTz next_analysis_not_before = 0;
 #define RETRY_DELAY_MS 1000
-/* after an analysis that failed */
-#define FAILED_RETRY_DELAY_MS 60000
+#define MAX_RETRY_DELAY_MS 60000
+static int	retry_delay_ms = RETRY_DELAY_MS;
 
 /*
  * TaskerStepsOutgrewStatistics says, inside a transaction, whether
@@ -74,7 +77,10 @@ TaskerStepsOutgrewStatistics(void)
 	if (counts == NULL)
 		return false;
 	if (counts->n_live_tuples <= 2 * analyzed_rows + GROWTH_MIN_ROWS)
+	{
+		retry_delay_ms = RETRY_DELAY_MS;	/* caught up */
 		return false;
+	}
 	ereport(DEBUG1,
 			(errmsg("tasker dispatcher: workflow_steps has %lld live rows, its statistics %.0f; analyzing",
 					(long long) counts->n_live_tuples, analyzed_rows)));
@@ -127,7 +133,8 @@ TaskerAnalyzeTables(void)
 	PG_END_TRY();
 	MemoryContextSwitchTo(context);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	next_analysis_not_before =
-		TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-									failed ? FAILED_RETRY_DELAY_MS : RETRY_DELAY_MS);
+	if (failed)
+		retry_delay_ms = MAX_RETRY_DELAY_MS;
+	next_analysis_not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), retry_delay_ms);
+	retry_delay_ms = Min(retry_delay_ms * 2, MAX_RETRY_DELAY_MS);
 }

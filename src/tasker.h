@@ -36,4 +36,7 @@ extern bool tasker_preloaded;
 /* limits.c: raises 54000 when a value outgrows the size limit named by setting */
 extern void TaskerCheckSize(const char *setting, Datum value, const char *what);
 
+/* state_counts.c: changes of state counted by this backend so far */
+extern uint64 TaskerCountedMoves(void);
+
 #endif							/* TASKER_H */

@@ -85,6 +85,11 @@ BEGIN
     PERFORM tasker._authorize('submitter', namespace, 'namespace');
     template_id := tasker.find_template(namespace, name, version);
     PERFORM tasker._require(contexts, 'contexts');
+    -- (flattened, as unnest reads them: element i is contexts[i] and
+    -- idempotency_keys[i] whatever bounds or dimensions the caller gave)
+    contexts := ARRAY(SELECT c FROM unnest(contexts) c);
+    idempotency_keys := CASE WHEN idempotency_keys IS NOT NULL
+                             THEN ARRAY(SELECT k FROM unnest(idempotency_keys) k) END;
     priority := coalesce(priority, 0);
     n := coalesce(cardinality(contexts), 0);
     IF n > 10000 THEN
@@ -140,7 +145,9 @@ BEGIN
         OVERRIDING SYSTEM VALUE
         SELECT r.task_id, template_id, r.context, priority, r.identity
           FROM unnest(new_ids, contexts, identities) WITH ORDINALITY AS r(task_id, context, identity, ord)
-         ORDER BY r.ord
+         -- identities in one order for every caller: two batches naming the
+         -- same keys wait for each other, never in a circle
+         ORDER BY r.identity, r.ord
         ON CONFLICT (named_task_id, identity_hash) WHERE identity_hash IS NOT NULL DO NOTHING
         RETURNING task_id
     )

@@ -235,6 +235,45 @@ my $multixacts = $node->safe_psql('postgres', $multixacts_query) - $multixacts_b
 cmp_ok($multixacts, '<', $tasks * 4 / 10,
 	"round 5: completing " . ($tasks * 4) . " steps in groups created $multixacts MultiXacts");
 
+# Round 6: a handler that moves a step itself, through tasker's API.  Step x
+# completes its sibling y (claimed with it, in the same group) before y's
+# handler runs; z depends on both.  A group learns of such a move only from
+# the handler: x's work is undone and x runs alone, so that y is released
+# once (z's parent count never goes below 0) and every task completes.
+$node->safe_psql('postgres', 'ALTER SYSTEM SET tasker.enabled = off; SELECT pg_reload_conf()');
+ok($node->poll_query_until('postgres', 'SHOW tasker.enabled', 'off'), 'round 6: dispatch off');
+$node->safe_psql('postgres', qq{
+	CREATE FUNCTION grp.meddle(input jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+	BEGIN
+	    IF input ->> 'step_name' = 'x' THEN
+	        PERFORM tasker.complete_step(s.workflow_step_id, s.attempts, '{"by": "x"}')
+	           FROM tasker.workflow_steps s
+	          WHERE s.task_id = (input ->> 'task_id')::bigint AND s.name = 'y'
+	            AND s.current_state = 'in_progress';
+	    END IF;
+	    INSERT INTO grp.runs (task_id, step, attempt, xid, round)
+	    VALUES ((input ->> 'task_id')::bigint, input ->> 'step_name', (input ->> 'attempt')::integer,
+	            pg_current_xact_id(), 6);
+	    RETURN jsonb_build_object('from', input ->> 'step_name');
+	END \$\$;
+	SELECT tasker.register_template('{"namespace": "grp", "name": "meddle", "version": "1.0.0",
+	  "steps": [{"name": "y", "handler": "grp.meddle(jsonb)"},
+	            {"name": "x", "handler": "grp.meddle(jsonb)"},
+	            {"name": "z", "handler": "grp.meddle(jsonb)", "depends_on": ["x", "y"]}]}');
+	SELECT tasker.create_task('grp', 'meddle', context => '{"round": 6}') FROM generate_series(1, $tasks);
+	ALTER SYSTEM SET tasker.enabled = on; SELECT pg_reload_conf()});
+ok( $node->poll_query_until('postgres', q{
+	SELECT count(*) = 0 FROM tasker.tasks WHERE current_state <> 'complete' AND (context ->> 'round')::int = 6}),
+	'round 6: every task whose handler completed a sibling completes');
+is( $node->safe_psql('postgres', q{
+	SELECT count(*) FILTER (WHERE step = 'z') || ' z, ' || count(*) FILTER (WHERE step = 'x') || ' x'
+	FROM grp.runs WHERE round = 6}),
+	"$tasks z, $tasks x", 'round 6: x and z each ran once per task (a handed-back run left nothing)');
+is( $node->safe_psql('postgres', q{
+	SELECT count(*) FROM tasker.workflow_steps s JOIN tasker.tasks t USING (task_id)
+	WHERE (t.context ->> 'round')::int = 6 AND (s.current_state <> 'complete' OR s.pending_parents <> 0)}),
+	'0', 'round 6: every step complete, every parent count at 0');
+
 is($node->safe_psql('postgres', 'SELECT count(*) FROM tasker.check_invariants()'),
 	'0', 'the invariants hold');
 
