@@ -34,6 +34,17 @@ END $$;
 COMMENT ON FUNCTION tasker.find_template(text, text, text) IS
     'The id of a registered template version (the newest when version is NULL).';
 
+-- _strict_identity is a request's identity under the 'strict' strategy:
+-- a hash of everything the caller asked for (tags and bypassed steps in
+-- sorted order).  create_task and create_tasks both take it from here.
+CREATE FUNCTION tasker._strict_identity(context jsonb, initiator text, source_system text,
+                                        reason text, tags text[], bypass_steps text[])
+    RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT 'strict:' || md5(jsonb_build_array(context, initiator, source_system, reason,
+        (SELECT coalesce(jsonb_agg(t ORDER BY t), '[]') FROM unnest(tags) t),
+        (SELECT coalesce(jsonb_agg(b ORDER BY b), '[]') FROM unnest(bypass_steps) b))::text)
+$$;
+
 CREATE FUNCTION tasker.create_task(
     namespace text,
     name text,
@@ -104,9 +115,8 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   DETAIL = 'Its identity_strategy is caller_provided.';
     ELSIF strategy = 'strict' THEN
-        identity := 'strict:' || md5(jsonb_build_array(context, initiator, source_system, reason,
-            (SELECT coalesce(jsonb_agg(t ORDER BY t), '[]') FROM unnest(tags) t),
-            (SELECT coalesce(jsonb_agg(b ORDER BY b), '[]') FROM unnest(bypass_steps) b))::text);
+        identity := tasker._strict_identity(context, initiator, source_system, reason, tags,
+                                            bypass_steps);
     END IF;
 
     INSERT INTO tasker.tasks (named_task_id, context, initiator, source_system, reason, tags,
@@ -256,8 +266,7 @@ BEGIN
                 USING ERRCODE = 'null_value_not_allowed',
                       DETAIL = 'Its identity_strategy is caller_provided.';
         ELSIF strategy = 'strict' THEN
-            identities[i] := 'strict:' || md5(jsonb_build_array(contexts[i], NULL::text, NULL::text,
-                                                                 NULL::text, '[]'::jsonb, '[]'::jsonb)::text);
+            identities[i] := tasker._strict_identity(contexts[i], NULL, NULL, NULL, '{}', '{}');
         END IF;
     END LOOP;
 

@@ -82,22 +82,8 @@ BEGIN
         RETURN 0;                   -- every element stale: nothing changed
     END IF;
 
-    WITH done AS (
-        UPDATE tasker.workflow_steps s
-           SET current_state = 'complete', results = coalesce(d.result, '{}'),
-               completed_at = now(), lease_expires_at = NULL, transitions = s.transitions + 1,
-               children_released = true, updated_at = now()
-          FROM unnest(done_task_ids, done_step_ids, done_results) AS d(task_id, step_id, result)
-         WHERE s.task_id = d.task_id AND s.workflow_step_id = d.step_id
-        RETURNING s.task_id, s.workflow_step_id, s.transitions, s.attempts, s.claimed_by
-    )
-    INSERT INTO tasker.workflow_step_transitions
-           (task_id, workflow_step_id, from_state, to_state, sort_key, metadata)
-    SELECT d.task_id, d.workflow_step_id, 'in_progress', 'complete', d.transitions,
-           jsonb_build_object('attempt', d.attempts, 'worker', d.claimed_by)
-      FROM done d
-     ORDER BY d.workflow_step_id;
-
+    -- the steps are locked above: recorded as an executor's group records them
+    PERFORM tasker._accept_completions(done_task_ids, done_step_ids, done_results);
     PERFORM tasker._settle_completions(done_task_ids, release_task_ids, release_step_ids);
     RETURN cardinality(done_step_ids);
 END $$;
@@ -185,11 +171,11 @@ BEGIN
 END $$;
 
 -- _accept_completions records the completion of steps the caller locked
--- with _lock_attempts: p_step_ids[i] of task p_task_ids[i], with results
--- p_results[i].  (Called in the transaction that took the locks, not in a
--- subtransaction of it: a row locked by a transaction and updated by its
--- subtransaction gets a MultiXact, which every later reader of the row
--- looks up.)
+-- (an executor with _lock_attempts, complete_steps itself): p_step_ids[i]
+-- of task p_task_ids[i], with results p_results[i].  (An executor calls it
+-- in the transaction that took the locks, not in a subtransaction of it: a
+-- row locked by a transaction and updated by its subtransaction gets a
+-- MultiXact, which every later reader of the row looks up.)
 CREATE FUNCTION tasker._accept_completions(p_task_ids bigint[], p_step_ids bigint[], p_results jsonb[])
     RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
