@@ -245,10 +245,13 @@ ClaimBatch(MemoryContext batch_context, ClaimedStep **steps)
 	}
 
 	/*
-	 * A claim lost in a crash only leaves the steps ready: it need not wait
-	 * for its WAL flush (the step's own commit flushes it anyway).
+	 * The claim counts the attempts: it must be on disk before a handler
+	 * runs.  A handler that crashes the server (a C function's segfault,
+	 * the OOM killer) would otherwise take its uncounted claim down with
+	 * it, and be claimed again, and crash the server again, forever.
+	 * "local": no need to wait for a synchronous standby as well.
 	 */
-	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+	(void) set_config_option("synchronous_commit", "local", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);
 	args[0] = CStringGetTextDatum(worker_name);
 	args[1] = Int32GetDatum(BatchSize());

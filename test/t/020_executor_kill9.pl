@@ -69,10 +69,9 @@ is( $node->safe_psql('postgres', qq{
 	 WHERE w.pid = $pid}),
 	't', 'tasker.workers and the step name the executor that runs it');
 
-# The claim was committed asynchronously.  A transaction that writes and
-# commits synchronously flushes the WAL past it, so that the claim survives
-# the crash and the lost attempt is the one this test follows (a claim lost
-# in a crash merely leaves the step ready).
+# The claim is flushed before the handler runs (056 shows why); check that
+# the WAL is on disk past it, so that the lost attempt is the one this test
+# follows.
 my $lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()');
 is( $node->safe_psql('postgres', qq{
 	CREATE TABLE crash.flushed AS SELECT 1;
