@@ -16,6 +16,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/pg_prng.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -50,6 +51,13 @@
  * snapshot in the server gets slower.
  */
 #define TASKER_MAX_GROUP 32
+
+/*
+ * How many more times a step running alone reruns its handler, at the same
+ * attempt, after a deadlock: a deadlock is the doing of two transactions,
+ * not a failure of the step.
+ */
+#define TASKER_DEADLOCK_RERUNS 3
 
 typedef struct ClaimedStep
 {
@@ -403,6 +411,26 @@ RecordFailure(ClaimedStep *step, ErrorData *edata)
 						5, argtypes, args, nulls, SPI_OK_SELECT);
 }
 
+/*
+ * ExtendLeaseForTimeout makes the claim's lease outlive the handler's
+ * timeout, from now on.
+ */
+static void
+ExtendLeaseForTimeout(ClaimedStep *step)
+{
+	Datum		args[3];
+	Oid			argtypes[3] = {INT8OID, INT4OID, TEXTOID};
+
+	if (step->timeout_ms <= (int64) tasker_default_lease * 1000)
+		return;
+	args[0] = Int64GetDatum(step->step_id);
+	args[1] = Int32GetDatum(step->attempt);
+	args[2] = CStringGetTextDatum(psprintf("%lld milliseconds",
+										   (long long) step->timeout_ms + 60000));
+	TaskerSpiExec("SELECT tasker.extend_lease($1, $2, $3::pg_catalog.interval)", 3, argtypes, args,
+				  NULL, SPI_OK_SELECT);
+}
+
 typedef enum StepOutcome
 {
 	STEP_RECORDED,				/* completed, failed, or found stale */
@@ -433,6 +461,7 @@ RunStep(ClaimedStep *step, bool grouped, Settlement *settlement)
 	volatile bool moved = false;
 	ErrorData  *volatile edata = NULL;
 	volatile StepOutcome outcome = STEP_RECORDED;
+	int			runs;
 
 	SetSlotStep(step->step_id, step->owner, false);
 	pgstat_report_activity(STATE_RUNNING, psprintf("tasker step %lld (%s)",
@@ -445,106 +474,116 @@ RunStep(ClaimedStep *step, bool grouped, Settlement *settlement)
 	errcallback.previous = error_context_stack;
 	error_context_stack = &errcallback;
 
-	if (step->timeout_ms > (int64) tasker_default_lease * 1000)
+	for (runs = 1;; runs++)
 	{
-		/* the claim's lease must outlive the handler's timeout */
-		Datum		args[3];
-		Oid			argtypes[3] = {INT8OID, INT4OID, TEXTOID};
+		ExtendLeaseForTimeout(step);
 
-		args[0] = Int64GetDatum(step->step_id);
-		args[1] = Int32GetDatum(step->attempt);
-		args[2] = CStringGetTextDatum(psprintf("%lld milliseconds",
-											   (long long) step->timeout_ms + 60000));
-		TaskerSpiExec("SELECT tasker.extend_lease($1, $2, $3::pg_catalog.interval)", 3, argtypes, args,
-					  NULL, SPI_OK_SELECT);
-	}
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(step_context);
+		PG_TRY();
+		{
+			uint64		moves_before = TaskerCountedMoves();
+			Datum		result = CallHandler(step);
+			Datum		args[3];
+			Oid			argtypes[3] = {INT8OID, INT4OID, JSONBOID};
+			bool		stale;
+			bool		release;
+			bool		isnull;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(step_context);
-	PG_TRY();
-	{
-		uint64		moves_before = TaskerCountedMoves();
-		Datum		result = CallHandler(step);
-		Datum		args[3];
-		Oid			argtypes[3] = {INT8OID, INT4OID, JSONBOID};
-		bool		stale;
-		bool		release;
-		bool		isnull;
-
-		args[0] = Int64GetDatum(step->step_id);
-		args[1] = Int32GetDatum(step->attempt);
-		args[2] = result;
-		if (settlement != NULL && settlement->batched)
-		{
-			/*
-			 * Locked since the group began: accepted with the group.  Unless
-			 * the handler moved a task or step itself (through tasker's API):
-			 * it may have made this step or an accepted neighbour stale, which
-			 * the group would learn only at its end.  Its work is then undone
-			 * and it runs alone, where its completion is recorded at once.
-			 */
-			moved = TaskerCountedMoves() != moves_before;
-			if (!moved)
-				TaskerCheckSize("tasker.max_results_size", result,
-								psprintf("results of step %lld", (long long) step->step_id));
-			stale = moved;
-			release = step->release;
-		}
-		else if (settlement == NULL)
-		{
-			/* SQL older than 0.3.0: complete_step does it all */
-			TaskerSpiExecCached(&complete_plan, "SELECT tasker.complete_step($1, $2, $3)",
-								3, argtypes, args, NULL, SPI_OK_SELECT);
-			stale = !DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-												1, &isnull));
-			release = false;
-		}
-		else
-		{
-			TaskerSpiExecCached(&accept_plan,
-								"SELECT task_id, release FROM tasker._accept_completion($1, $2, $3)",
-								3, argtypes, args, NULL, SPI_OK_SELECT);
-			(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &stale);
-			release = !stale && DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-														   SPI_tuptable->tupdesc, 2, &isnull));
-		}
-		if (stale)
-			RollbackAndReleaseCurrentSubTransaction();	/* undo the handler's writes */
-		else if (settlement == NULL)
-			ReleaseCurrentSubTransaction();
-		else
-		{
-			ReleaseCurrentSubTransaction();
+			args[0] = Int64GetDatum(step->step_id);
+			args[1] = Int32GetDatum(step->attempt);
+			args[2] = result;
+			if (settlement != NULL && settlement->batched)
+			{
+				/*
+				 * Locked since the group began: accepted with the group.  Unless
+				 * the handler moved a task or step itself (through tasker's API):
+				 * it may have made this step or an accepted neighbour stale, which
+				 * the group would learn only at its end.  Its work is then undone
+				 * and it runs alone, where its completion is recorded at once.
+				 */
+				moved = TaskerCountedMoves() != moves_before;
+				if (!moved)
+					TaskerCheckSize("tasker.max_results_size", result,
+									psprintf("results of step %lld", (long long) step->step_id));
+				stale = moved;
+				release = step->release;
+			}
+			else if (settlement == NULL)
+			{
+				/* SQL older than 0.3.0: complete_step does it all */
+				TaskerSpiExecCached(&complete_plan, "SELECT tasker.complete_step($1, $2, $3)",
+									3, argtypes, args, NULL, SPI_OK_SELECT);
+				stale = !DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+													1, &isnull));
+				release = false;
+			}
+			else
+			{
+				TaskerSpiExecCached(&accept_plan,
+									"SELECT task_id, release FROM tasker._accept_completion($1, $2, $3)",
+									3, argtypes, args, NULL, SPI_OK_SELECT);
+				(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &stale);
+				release = !stale && DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+															   SPI_tuptable->tupdesc, 2, &isnull));
+			}
+			if (stale)
+				RollbackAndReleaseCurrentSubTransaction();	/* undo the handler's writes */
+			else if (settlement == NULL)
+				ReleaseCurrentSubTransaction();
+			else
+			{
+				ReleaseCurrentSubTransaction();
+				MemoryContextSwitchTo(step_context);
+				if (settlement->batched)
+				{
+					settlement->step_ids[settlement->completed] = Int64GetDatum(step->step_id);
+					settlement->results[settlement->completed] =
+						PointerGetDatum(PG_DETOAST_DATUM_COPY(result));
+				}
+				settlement->task_ids[settlement->completed++] = Int64GetDatum(step->task_id);
+				if (release)
+				{
+					settlement->release_task_ids[settlement->releasing] = Int64GetDatum(step->task_id);
+					settlement->release_step_ids[settlement->releasing++] = Int64GetDatum(step->step_id);
+				}
+			}
 			MemoryContextSwitchTo(step_context);
-			if (settlement->batched)
-			{
-				settlement->step_ids[settlement->completed] = Int64GetDatum(step->step_id);
-				settlement->results[settlement->completed] =
-					PointerGetDatum(PG_DETOAST_DATUM_COPY(result));
-			}
-			settlement->task_ids[settlement->completed++] = Int64GetDatum(step->task_id);
-			if (release)
-			{
-				settlement->release_task_ids[settlement->releasing] = Int64GetDatum(step->task_id);
-				settlement->release_step_ids[settlement->releasing++] = Int64GetDatum(step->step_id);
-			}
+			CurrentResourceOwner = owner;
 		}
-		MemoryContextSwitchTo(step_context);
-		CurrentResourceOwner = owner;
+		PG_CATCH();
+		{
+			disable_timeout(STATEMENT_TIMEOUT, false);
+			TaskerLeaveHandler();
+			MemoryContextSwitchTo(step_context);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(step_context);
+			CurrentResourceOwner = owner;
+			failed = true;
+		}
+		PG_END_TRY();
+
+		/*
+		 * Alone, a deadlock is not the step's failure: the other transaction
+		 * goes on once this one's subtransaction let go, so the handler runs
+		 * again, after a short random pause, at the same attempt.  (Grouped,
+		 * the step is handed back to run alone, below.)
+		 */
+		if (!failed || grouped || edata->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED ||
+			runs > TASKER_DEADLOCK_RERUNS)
+			break;
+		ereport(LOG,
+				(errmsg("tasker step %lld deadlocked; running its handler again (%d of %d)",
+						(long long) step->step_id, runs, TASKER_DEADLOCK_RERUNS),
+				 errdetail_internal("%s", edata->message)));
+		FreeErrorData(edata);
+		edata = NULL;
+		failed = false;
+		pg_usleep(1000 + (long) pg_prng_uint64_range(&pg_global_prng_state, 0, 10000 * runs));
+		CHECK_FOR_INTERRUPTS();
 	}
-	PG_CATCH();
-	{
-		disable_timeout(STATEMENT_TIMEOUT, false);
-		TaskerLeaveHandler();
-		MemoryContextSwitchTo(step_context);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(step_context);
-		CurrentResourceOwner = owner;
-		failed = true;
-	}
-	PG_END_TRY();
 
 	if (moved)
 		outcome = STEP_RUN_ALONE;
