@@ -54,6 +54,30 @@ psql -c "SELECT tasker.register_template(jsonb_build_object('namespace', 'vg', '
     jsonb_build_object('name', 'b', 'handler', 'public.work(jsonb)'),
     jsonb_build_object('name', 'c', 'handler', 'public.work(jsonb)', 'depends_on', jsonb_build_array('a', 'b')),
     jsonb_build_object('name', 'd', 'handler', 'public.work(jsonb)', 'depends_on', jsonb_build_array('c')))))" >/dev/null
+# two one-step tasks whose handlers deadlock with each other (as in
+# test/t/057_handler_deadlock.pl): the victim reruns its handler
+psql -c 'CREATE FUNCTION public.cross_lock(input jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    mine integer := CASE input ->> '\''step_name'\'' WHEN '\''left'\'' THEN 1 ELSE 2 END;
+    deadline timestamptz := clock_timestamp() + interval '\''20 seconds'\'';
+BEGIN
+    PERFORM pg_advisory_xact_lock(4242, mine);
+    WHILE clock_timestamp() < deadline
+          AND NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = '\''advisory'\'' AND classid = 4242
+                                                   AND objid = 3 - mine AND granted)
+          AND NOT EXISTS (SELECT 1 FROM tasker.workflow_steps
+                           WHERE name IN ('\''left'\'', '\''right'\'') AND name <> input ->> '\''step_name'\''
+                             AND current_state = '\''complete'\'') LOOP
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+    PERFORM pg_advisory_xact_lock(4242, 3 - mine);
+    RETURN '\''{}'\'';
+END $$'
+for side in left right; do
+    psql -c "SELECT tasker.register_template(jsonb_build_object('namespace', 'vg', 'name', '$side', 'version', '1.0.0',
+      'steps', jsonb_build_array(jsonb_build_object('name', '$side', 'handler', 'public.cross_lock(jsonb)'))))" >/dev/null
+done
+psql -c "SELECT tasker.create_task('vg', 'left'), tasker.create_task('vg', 'right')" >/dev/null
 psql -c "SELECT count(tasker.create_task('vg', 'fan')) FROM generate_series(1, $tasks)" >/dev/null
 left=$tasks
 for _ in $(seq 300); do
@@ -75,7 +99,7 @@ unexpected=$(cat "$work"/valgrind.*.log | awk '
        /^Syscall param (pwrite64|write)\(buf\) points to uninitialised byte/ { next }
        /^Source and destination overlap in memcpy_chk/ && /RE_compile_and_cache/ { next }
        { print }')
-echo "tasks unfinished: $left; invariant violations: $violations; valgrind logs: $(ls "$work"/valgrind.*.log | wc -l)"
+echo "tasks unfinished: $left; invariant violations: $violations; deadlock reruns: $(grep -c 'deadlocked; running its handler again' "$work/server.log" || true); valgrind logs: $(ls "$work"/valgrind.*.log | wc -l)"
 if [ -n "$unexpected" ] || [ "$left" != 0 ] || [ "$violations" != 0 ]; then
     printf '%s\n' "$unexpected" | head -200
     echo "valgrind: FAILED (logs in $work)"
