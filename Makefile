@@ -1,6 +1,6 @@
 # PGXS build for tasker.  `make && make install`, then `make check-all` (see README).
 EXTENSION   = tasker
-EXTVERSION  = 0.5.0
+EXTVERSION  = 0.6.0
 
 MODULE_big  = tasker
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))

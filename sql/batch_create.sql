@@ -85,6 +85,36 @@ SELECT (:'sids'::bigint[])[1] = (:'sids'::bigint[])[3] AS same_context_same_task
        tasker.create_task('bcreate', 'strict', context => '{"s": 2}') = (:'sids'::bigint[])[2]
        AS create_task_agrees;
 
+-- the rest of create_task's request, shared by the batch (initiator,
+-- source, reason, tags, bypassed steps): the same rows as create_task's
+SELECT cardinality(tasker.create_tasks('bcreate', 'diamond', ARRAY['{"m": 1}', '{"m": 2}']::jsonb[],
+       initiator => 'ops', source_system => 'cli', reason => 'backfill', tags => ARRAY['x', 'y'],
+       bypass_steps => ARRAY['b'])) AS created;
+SELECT tasker.create_task('bcreate', 'diamond', context => '{"m": 3}', initiator => 'ops',
+       source_system => 'cli', reason => 'backfill', tags => ARRAY['x', 'y'],
+       bypass_steps => ARRAY['b']) > 0 AS created;
+SELECT (t.context ->> 'm')::integer AS m, t.initiator, t.source_system, t.reason, t.tags,
+       t.bypass_steps, t.current_state,
+       string_agg(concat_ws(':', s.name, s.current_state, s.pending_parents, s.transitions,
+                            s.completed_at IS NOT NULL, s.children_released), ' ' ORDER BY s.name) AS steps
+  FROM tasker.tasks t JOIN tasker.workflow_steps s USING (task_id)
+ WHERE t.context ? 'm' GROUP BY t.task_id ORDER BY 1;
+SELECT (t.context ->> 'm')::integer AS m, s.name, tr.from_state, tr.to_state, tr.sort_key, tr.metadata
+  FROM tasker.workflow_step_transitions tr
+  JOIN tasker.workflow_steps s USING (task_id, workflow_step_id) JOIN tasker.tasks t USING (task_id)
+ WHERE t.context ? 'm' ORDER BY 1, 2;
+-- every step bypassed: complete at once, as with create_task
+SELECT tasker.create_tasks('bcreate', 'diamond', ARRAY['{"all": 1}']::jsonb[],
+                           bypass_steps => ARRAY['a', 'b', 'c', 'd']) AS aids \gset
+SELECT current_state FROM tasker.tasks WHERE task_id = (:'aids'::bigint[])[1];
+-- strict identity over the whole request, tags in any order, as create_task's
+SELECT (tasker.create_tasks('bcreate', 'strict', ARRAY['{"s": 9}']::jsonb[], initiator => 'ops',
+                            tags => ARRAY['b', 'a']))[1] AS s9 \gset
+SELECT tasker.create_task('bcreate', 'strict', context => '{"s": 9}', initiator => 'ops',
+                          tags => ARRAY['a', 'b']) = :s9 AS create_task_agrees,
+       (tasker.create_tasks('bcreate', 'strict', ARRAY['{"s": 9}']::jsonb[],
+                            initiator => 'someone else'))[1] <> :s9 AS other_initiator_other_task;
+
 -- a template without steps: its tasks complete at once
 SELECT tasker.create_tasks('bcreate', 'empty', ARRAY['{}', '{}']::jsonb[]) AS eids \gset
 SELECT t.current_state, count(*) FROM tasker.tasks t WHERE t.task_id = ANY (:'eids'::bigint[]) GROUP BY 1;
@@ -117,6 +147,10 @@ CALL pg_temp.refused($$ SELECT tasker.create_tasks('bcreate', 'keyed', ARRAY['{}
 CALL pg_temp.refused($$ SELECT tasker.create_tasks('bcreate', 'keyed', ARRAY['{}', '{}']::jsonb[],
                                                     idempotency_keys => ARRAY['k9']) $$);
 CALL pg_temp.refused($$ SELECT tasker.create_tasks('bcreate', 'nosuch', ARRAY['{}']::jsonb[]) $$);
+CALL pg_temp.refused($$ SELECT tasker.create_tasks('bcreate', 'diamond', ARRAY['{}']::jsonb[],
+                                                    bypass_steps => ARRAY['a', 'zz']) $$);
+CALL pg_temp.refused($$ SELECT tasker.create_tasks('bcreate', 'diamond', ARRAY['{}']::jsonb[],
+                                                    tags => ARRAY['x', NULL]) $$);
 CALL pg_temp.refused($$ SELECT tasker.create_tasks('bcreate', 'diamond', array_fill('{}'::jsonb, ARRAY[10001])) $$);
 SET tasker.max_context_size = 1;
 CALL pg_temp.refused($$ SELECT tasker.create_tasks('bcreate', 'diamond',

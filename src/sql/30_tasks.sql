@@ -190,29 +190,36 @@ COMMENT ON FUNCTION tasker.create_task(text, text, text, jsonb, text, text, text
     'Creates a task of a template (newest version by default) with its steps and edges; returns its id, or the existing one for a duplicate identity.';
 
 -- create_tasks creates one task per context, as create_task would with the
--- same template, version, priority and idempotency key (and no initiator,
--- source, reason, tags or bypassed steps), in a few statements for the
--- whole batch: returns the ids in the order of the contexts — for a
--- duplicate identity the existing task's, as create_task returns it.
+-- same template, version, priority, idempotency key, initiator, source,
+-- reason, tags and bypassed steps (all but the contexts and keys shared by
+-- the batch), in a few statements for the whole batch: returns the ids in
+-- the order of the contexts — for a duplicate identity the existing
+-- task's, as create_task returns it.
 CREATE FUNCTION tasker.create_tasks(
     namespace text,
     name text,
     contexts jsonb[],
     version text DEFAULT NULL,
     priority integer DEFAULT 0,
-    idempotency_keys text[] DEFAULT NULL)
+    idempotency_keys text[] DEFAULT NULL,
+    initiator text DEFAULT NULL,
+    source_system text DEFAULT NULL,
+    reason text DEFAULT NULL,
+    tags text[] DEFAULT '{}',
+    bypass_steps text[] DEFAULT '{}')
     RETURNS bigint[] LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
 DECLARE
     template_id integer;
     strategy text;
     ctx_schema jsonb;
     problem text;
+    unknown_steps text[];
     n integer;
     i integer;
     identities text[];
     new_ids bigint[];
     inserted_ids bigint[];
-    step_count integer;
+    pending_count integer;
     ready_queues text[];
     ready_sql boolean;
     result bigint[];
@@ -226,6 +233,8 @@ BEGIN
     idempotency_keys := CASE WHEN idempotency_keys IS NOT NULL
                              THEN ARRAY(SELECT k FROM unnest(idempotency_keys) k) END;
     priority := coalesce(priority, 0);
+    tags := coalesce(tags, '{}');
+    bypass_steps := coalesce(bypass_steps, '{}');
     n := coalesce(cardinality(contexts), 0);
     IF n > 10000 THEN
         RAISE EXCEPTION 'contexts may hold at most 10000 contexts, not %', n
@@ -236,6 +245,19 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('contexts has %s elements, idempotency_keys %s.',
                                   n, cardinality(idempotency_keys));
+    END IF;
+    IF array_position(tags, NULL) IS NOT NULL OR array_position(bypass_steps, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'tags and bypass_steps must not contain nulls'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT array_agg(b ORDER BY b) INTO unknown_steps
+      FROM unnest(bypass_steps) b
+     WHERE NOT EXISTS (SELECT 1 FROM tasker.named_steps s
+                        WHERE s.named_task_id = template_id AND s.name = b);
+    IF unknown_steps IS NOT NULL THEN
+        RAISE EXCEPTION 'bypass_steps names unknown step "%"', unknown_steps[1]
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = format('Unknown: %s.', array_to_string(unknown_steps, ', '));
     END IF;
     IF n = 0 THEN
         RETURN '{}';
@@ -266,7 +288,8 @@ BEGIN
                 USING ERRCODE = 'null_value_not_allowed',
                       DETAIL = 'Its identity_strategy is caller_provided.';
         ELSIF strategy = 'strict' THEN
-            identities[i] := tasker._strict_identity(contexts[i], NULL, NULL, NULL, '{}', '{}');
+            identities[i] := tasker._strict_identity(contexts[i], initiator, source_system, reason,
+                                                     tags, bypass_steps);
         END IF;
     END LOOP;
 
@@ -275,9 +298,11 @@ BEGIN
     new_ids := ARRAY(SELECT nextval(pg_get_serial_sequence('tasker.tasks', 'task_id'))
                        FROM generate_series(1, n));
     WITH inserted AS (
-        INSERT INTO tasker.tasks (task_id, named_task_id, context, priority, identity_hash)
+        INSERT INTO tasker.tasks (task_id, named_task_id, context, initiator, source_system, reason,
+                                  tags, bypass_steps, priority, identity_hash)
         OVERRIDING SYSTEM VALUE
-        SELECT r.task_id, template_id, r.context, priority, r.identity
+        SELECT r.task_id, template_id, r.context, initiator, source_system, reason, tags,
+               bypass_steps, priority, r.identity
           FROM unnest(new_ids, contexts, identities) WITH ORDINALITY AS r(task_id, context, identity, ord)
          -- identities in one order for every caller: two batches naming the
          -- same keys wait for each other, never in a circle
@@ -290,24 +315,39 @@ BEGIN
     IF inserted_ids IS NOT NULL THEN
         -- steps task by task in the template's dependency order, so a child's
         -- id is always greater than its parents' (every writer locks steps
-        -- in id order); the edges join the steps just created, not the table
+        -- in id order); the edges join the steps just created, not the table.
+        -- A bypassed step starts resolved_manually and is no parent to wait for.
         WITH template_steps AS (
             SELECT s.named_step_id, s.name, s.handler, s.queue, s.retryable, s.max_attempts,
-                   s.skippable, s.position,
+                   s.skippable, s.position, s.name = ANY (bypass_steps) AS bypassed,
                    (SELECT count(*) FROM tasker.named_step_edges e
-                     WHERE e.to_named_step_id = s.named_step_id) AS parents
+                      JOIN tasker.named_steps p ON p.named_step_id = e.from_named_step_id
+                     WHERE e.to_named_step_id = s.named_step_id
+                       AND p.name <> ALL (bypass_steps)) AS parents
               FROM tasker.named_steps s
              WHERE s.named_task_id = template_id
         ), created AS (
             INSERT INTO tasker.workflow_steps
-                   (task_id, named_step_id, name, handler, queue, priority, retryable,
-                    max_attempts, skippable, pending_parents)
-            SELECT t.task_id, s.named_step_id, s.name, s.handler, s.queue, priority, s.retryable,
-                   s.max_attempts, s.skippable, s.parents
+                   (task_id, named_step_id, name, current_state, handler, queue, priority,
+                    retryable, max_attempts, skippable, pending_parents, transitions,
+                    completed_at, children_released)
+            SELECT t.task_id, s.named_step_id, s.name,
+                   CASE WHEN s.bypassed THEN 'resolved_manually' ELSE 'pending' END,
+                   s.handler, s.queue, priority, s.retryable, s.max_attempts, s.skippable, s.parents,
+                   CASE WHEN s.bypassed THEN 1 ELSE 0 END,
+                   CASE WHEN s.bypassed THEN now() END,
+                   s.bypassed
               FROM unnest(inserted_ids) AS t(task_id)
              CROSS JOIN template_steps s
              ORDER BY t.task_id, s.position
-            RETURNING task_id, named_step_id, workflow_step_id
+            RETURNING task_id, named_step_id, workflow_step_id, current_state
+        ), bypassed AS (
+            INSERT INTO tasker.workflow_step_transitions
+                   (task_id, workflow_step_id, from_state, to_state, sort_key, metadata)
+            SELECT c.task_id, c.workflow_step_id, 'pending', 'resolved_manually', 1,
+                   '{"bypassed": true}'::jsonb
+              FROM created c WHERE c.current_state = 'resolved_manually'
+             ORDER BY c.task_id, c.workflow_step_id
         )
         INSERT INTO tasker.workflow_step_edges (task_id, from_step_id, to_step_id)
         SELECT f.task_id, f.workflow_step_id, c.workflow_step_id
@@ -316,15 +356,22 @@ BEGIN
           JOIN created c ON c.named_step_id = e.to_named_step_id AND c.task_id = f.task_id
          WHERE e.named_task_id = template_id;
 
-        SELECT count(*),
-               array_agg(DISTINCT s.queue) FILTER (WHERE s.handler IS NULL AND NOT EXISTS (
-                   SELECT 1 FROM tasker.named_step_edges e WHERE e.to_named_step_id = s.named_step_id)),
-               coalesce(bool_or(s.handler IS NOT NULL AND NOT EXISTS (
-                   SELECT 1 FROM tasker.named_step_edges e WHERE e.to_named_step_id = s.named_step_id)), false)
-          INTO step_count, ready_queues, ready_sql
-          FROM tasker.named_steps s WHERE s.named_task_id = template_id;
-        -- a template without steps: every task complete at once
-        IF step_count = 0 THEN
+        -- the template's steps each task starts with, and the ready ones
+        -- among them (pending with no parent left to wait for)
+        SELECT count(*) FILTER (WHERE s.name <> ALL (bypass_steps)),
+               array_agg(DISTINCT s.queue) FILTER (WHERE s.handler IS NULL AND r.ready),
+               coalesce(bool_or(s.handler IS NOT NULL AND r.ready), false)
+          INTO pending_count, ready_queues, ready_sql
+          FROM tasker.named_steps s
+         CROSS JOIN LATERAL (
+               SELECT s.name <> ALL (bypass_steps) AND NOT EXISTS (
+                      SELECT 1 FROM tasker.named_step_edges e
+                        JOIN tasker.named_steps p ON p.named_step_id = e.from_named_step_id
+                       WHERE e.to_named_step_id = s.named_step_id AND p.name <> ALL (bypass_steps))
+                      AS ready) r
+         WHERE s.named_task_id = template_id;
+        -- no steps, or every one bypassed: every task complete at once
+        IF pending_count = 0 THEN
             PERFORM tasker._finalize_tasks(inserted_ids);
         END IF;
         PERFORM tasker._signal_ready(ready_queues, ready_sql);
@@ -338,8 +385,8 @@ BEGIN
       FROM unnest(new_ids, identities) WITH ORDINALITY AS r(task_id, identity, ord);
     RETURN result;
 END $$;
-COMMENT ON FUNCTION tasker.create_tasks(text, text, jsonb[], text, integer, text[]) IS
-    'Creates a task per context (of a template, newest version by default) in one call; returns their ids in order, the existing one for a duplicate identity.';
+COMMENT ON FUNCTION tasker.create_tasks(text, text, jsonb[], text, integer, text[], text, text, text, text[], text[]) IS
+    'Creates a task per context (of a template, newest version by default) in one call, each as create_task would; returns their ids in order, the existing one for a duplicate identity.';
 
 CREATE FUNCTION tasker.step_transitions(task_id bigint)
     RETURNS TABLE (workflow_step_id bigint, step_name text, sort_key integer, from_state text,
