@@ -103,10 +103,28 @@ SELECT (t.context ->> 'm')::integer AS m, s.name, tr.from_state, tr.to_state, tr
   FROM tasker.workflow_step_transitions tr
   JOIN tasker.workflow_steps s USING (task_id, workflow_step_id) JOIN tasker.tasks t USING (task_id)
  WHERE t.context ? 'm' ORDER BY 1, 2;
--- every step bypassed: complete at once, as with create_task
-SELECT tasker.create_tasks('bcreate', 'diamond', ARRAY['{"all": 1}']::jsonb[],
-                           bypass_steps => ARRAY['a', 'b', 'c', 'd']) AS aids \gset
-SELECT current_state FROM tasker.tasks WHERE task_id = (:'aids'::bigint[])[1];
+-- every step bypassed: complete at once, as with create_task; and a
+-- bypassed root makes its children ready, as with create_task
+SELECT (tasker.create_tasks('bcreate', 'diamond', ARRAY['{"all": 1}']::jsonb[],
+                            bypass_steps => ARRAY['a', 'b', 'c', 'd']))[1] AS all_batch \gset
+SELECT tasker.create_task('bcreate', 'diamond', context => '{"all": 2}',
+                          bypass_steps => ARRAY['a', 'b', 'c', 'd']) AS all_single \gset
+SELECT (tasker.create_tasks('bcreate', 'diamond', ARRAY['{"root": 1}']::jsonb[],
+                            bypass_steps => ARRAY['a']))[1] AS root_batch \gset
+SELECT tasker.create_task('bcreate', 'diamond', context => '{"root": 2}',
+                          bypass_steps => ARRAY['a']) AS root_single \gset
+SELECT CASE t.task_id WHEN :all_batch THEN 'all, batch' WHEN :all_single THEN 'all, single'
+                      WHEN :root_batch THEN 'root, batch' ELSE 'root, single' END AS task,
+       t.current_state, t.completed_at IS NOT NULL AS completed_at_set,
+       (SELECT string_agg(h.from_state || '->' || h.to_state, ' ' ORDER BY h.sort_key)
+          FROM tasker.task_transitions h WHERE h.task_id = t.task_id) AS task_transitions,
+       (SELECT string_agg(concat_ws(':', s.name, s.current_state, s.pending_parents, s.transitions,
+                                    s.completed_at IS NOT NULL, s.children_released), ' ' ORDER BY s.name)
+          FROM tasker.workflow_steps s WHERE s.task_id = t.task_id) AS steps,
+       (SELECT string_agg(r.name || ':' || r.ready_for_execution, ' ' ORDER BY r.name)
+          FROM tasker.step_readiness_status(t.task_id) r) AS readiness
+  FROM tasker.tasks t WHERE t.task_id IN (:all_batch, :all_single, :root_batch, :root_single)
+ ORDER BY 1;
 -- strict identity over the whole request, tags in any order, as create_task's
 SELECT (tasker.create_tasks('bcreate', 'strict', ARRAY['{"s": 9}']::jsonb[], initiator => 'ops',
                             tags => ARRAY['b', 'a']))[1] AS s9 \gset

@@ -431,6 +431,28 @@ ExtendLeaseForTimeout(ClaimedStep *step)
 				  NULL, SPI_OK_SELECT);
 }
 
+/*
+ * LockIfCurrent locks the step's row for the rest of the transaction and
+ * says whether the step is still in progress at the attempt claimed.  A
+ * rerun must not run the handler of a step cancelled, resolved or reaped
+ * meanwhile; while the row is held, no one can make it so.  (The rerun's
+ * completion then updates a row its parent locked, a MultiXact: a rare
+ * path.)
+ */
+static bool
+LockIfCurrent(ClaimedStep *step)
+{
+	Datum		args[2];
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+
+	args[0] = Int64GetDatum(step->step_id);
+	args[1] = Int32GetDatum(step->attempt);
+	TaskerSpiExec("SELECT 1 FROM tasker.workflow_steps WHERE workflow_step_id = $1"
+				  " AND attempts = $2 AND current_state = 'in_progress' FOR UPDATE",
+				  2, argtypes, args, NULL, SPI_OK_SELECT);
+	return SPI_processed == 1;
+}
+
 typedef enum StepOutcome
 {
 	STEP_RECORDED,				/* completed, failed, or found stale */
@@ -462,22 +484,23 @@ RunStep(ClaimedStep *step, bool grouped, Settlement *settlement)
 	ErrorData  *volatile edata = NULL;
 	volatile StepOutcome outcome = STEP_RECORDED;
 	int			runs;
+	int64		timeout_ms = step->timeout_ms;
+	TimestampTz first_run = GetCurrentTimestamp();
 
 	SetSlotStep(step->step_id, step->owner, false);
 	pgstat_report_activity(STATE_RUNNING, psprintf("tasker step %lld (%s)",
 													(long long) step->step_id,
 													step->step_name));
-	TaskerResetBackoffRequest();
 
 	errcallback.callback = StepErrorContext;
 	errcallback.arg = step;
 	errcallback.previous = error_context_stack;
 	error_context_stack = &errcallback;
 
+	ExtendLeaseForTimeout(step);
 	for (runs = 1;; runs++)
 	{
-		ExtendLeaseForTimeout(step);
-
+		TaskerResetBackoffRequest();
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(step_context);
 		PG_TRY();
@@ -567,13 +590,25 @@ RunStep(ClaimedStep *step, bool grouped, Settlement *settlement)
 
 		/*
 		 * Alone, a deadlock is not the step's failure: the other transaction
-		 * goes on once this one's subtransaction let go, so the handler runs
-		 * again, after a short random pause, at the same attempt.  (Grouped,
-		 * the step is handed back to run alone, below.)
+		 * usually goes on once this one's subtransaction let go, so after a
+		 * short random pause the handler runs again, at the same attempt,
+		 * within what is left of its timeout, if the step is still current.
+		 * (Grouped, the step is handed back to run alone, below.)
 		 */
 		if (!failed || grouped || edata->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED ||
 			runs > TASKER_DEADLOCK_RERUNS)
 			break;
+		pg_usleep(1000 + (long) pg_prng_uint64_range(&pg_global_prng_state, 0, 10000 * runs));
+		CHECK_FOR_INTERRUPTS();
+		if (timeout_ms > 0)
+		{
+			step->timeout_ms = timeout_ms -
+				TimestampDifferenceMilliseconds(first_run, GetCurrentTimestamp());
+			if (step->timeout_ms <= 0)
+				break;
+		}
+		if (!LockIfCurrent(step))
+			break;				/* stale: recording the failure does nothing */
 		ereport(LOG,
 				(errmsg("tasker step %lld deadlocked; running its handler again (%d of %d)",
 						(long long) step->step_id, runs, TASKER_DEADLOCK_RERUNS),
@@ -581,9 +616,8 @@ RunStep(ClaimedStep *step, bool grouped, Settlement *settlement)
 		FreeErrorData(edata);
 		edata = NULL;
 		failed = false;
-		pg_usleep(1000 + (long) pg_prng_uint64_range(&pg_global_prng_state, 0, 10000 * runs));
-		CHECK_FOR_INTERRUPTS();
 	}
+	step->timeout_ms = timeout_ms;
 
 	if (moved)
 		outcome = STEP_RUN_ALONE;

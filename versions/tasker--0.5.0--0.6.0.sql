@@ -222,8 +222,10 @@ BEGIN
     END LOOP;
 END $$;
 
--- roles granted submitter get EXECUTE on the new create_tasks
-SELECT tasker._sync_privileges(g.role) FROM (SELECT DISTINCT role FROM tasker.grants) g;
+-- roles granted submitter get EXECUTE on the new create_tasks (a grant
+-- whose role was dropped since is left to tasker.revoke_*)
+SELECT tasker._sync_privileges(g.role) FROM (SELECT DISTINCT role FROM tasker.grants) g
+ WHERE EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.oid = g.role);
 
 -- as 90_grants.sql: nothing for PUBLIC, new functions included
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA tasker FROM PUBLIC;

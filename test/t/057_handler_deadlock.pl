@@ -33,14 +33,14 @@ $node->safe_psql('postgres', q{
 CREATE EXTENSION tasker;
 CREATE SCHEMA dl;
 CREATE TABLE dl.runs (step_name text, attempt integer);
--- Takes lock "mine", waits (up to 10 s) until the other step holds its own
+-- Takes lock "mine", waits (up to 30 s) until the other step holds its own
 -- first lock or is already complete, then takes lock "theirs".
 CREATE FUNCTION dl.cross(input jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     mine integer := CASE input ->> 'step_name' WHEN 'left' THEN 1 ELSE 2 END;
     theirs integer := 3 - mine;
     other text := CASE input ->> 'step_name' WHEN 'left' THEN 'right' ELSE 'left' END;
-    deadline timestamptz := clock_timestamp() + interval '10 seconds';
+    deadline timestamptz := clock_timestamp() + interval '30 seconds';
 BEGIN
     INSERT INTO dl.runs VALUES (input ->> 'step_name', (input ->> 'attempt')::integer);
     PERFORM pg_advisory_xact_lock(4242, mine);
