@@ -9,6 +9,159 @@
 -- position or by name, read the same).
 DROP FUNCTION tasker.create_tasks(text, text, jsonb[], text, integer, text[]);
 
+-- _check_bypass_steps raises 42704 when bypass_steps names a step the
+-- template does not have (create_task and create_tasks both check here).
+CREATE FUNCTION tasker._check_bypass_steps(template_id integer, bypass_steps text[])
+    RETURNS void LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    unknown_steps text[];
+BEGIN
+    SELECT array_agg(b ORDER BY b) INTO unknown_steps
+      FROM unnest(bypass_steps) b
+     WHERE NOT EXISTS (SELECT 1 FROM tasker.named_steps s
+                        WHERE s.named_task_id = template_id AND s.name = b);
+    IF unknown_steps IS NOT NULL THEN
+        RAISE EXCEPTION 'bypass_steps names unknown step "%"', unknown_steps[1]
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = format('Unknown: %s.', array_to_string(unknown_steps, ', '));
+    END IF;
+END $$;
+
+CREATE OR REPLACE FUNCTION tasker.create_task(
+    namespace text,
+    name text,
+    version text DEFAULT NULL,
+    context jsonb DEFAULT '{}',
+    initiator text DEFAULT NULL,
+    source_system text DEFAULT NULL,
+    reason text DEFAULT NULL,
+    tags text[] DEFAULT '{}',
+    bypass_steps text[] DEFAULT '{}',
+    priority integer DEFAULT 0,
+    idempotency_key text DEFAULT NULL)
+    RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
+DECLARE
+    pending_count bigint;
+    step_map jsonb;
+    template_id integer;
+    strategy text;
+    ctx_schema jsonb;
+    problem text;
+    identity text;
+    new_task_id bigint;
+    step_count integer;
+    ready_queues text[];
+    ready_sql boolean;
+BEGIN
+    PERFORM tasker._authorize('submitter', namespace, 'namespace');
+    template_id := tasker.find_template(namespace, name, version);
+    PERFORM tasker._require(context, 'context');
+    IF jsonb_typeof(context) <> 'object' THEN
+        RAISE EXCEPTION 'context must be a JSON object, not %', jsonb_typeof(context)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM tasker._check_size('tasker.max_context_size', context, 'context');
+    tags := coalesce(tags, '{}');
+    bypass_steps := coalesce(bypass_steps, '{}');
+    priority := coalesce(priority, 0);
+    IF array_position(tags, NULL) IS NOT NULL OR array_position(bypass_steps, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'tags and bypass_steps must not contain nulls'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+
+    SELECT t.identity_strategy, t.context_schema INTO strategy, ctx_schema
+      FROM tasker.named_tasks t WHERE t.named_task_id = template_id;
+
+    problem := tasker.context_violation(ctx_schema, context);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'context does not match the schema of template "%.%": %', namespace, name, problem
+            USING ERRCODE = 'check_violation';
+    END IF;
+
+    PERFORM tasker._check_bypass_steps(template_id, bypass_steps);
+
+    -- identity: a caller's key always wins; strict hashes the request
+    IF idempotency_key IS NOT NULL THEN
+        identity := 'key:' || idempotency_key;
+    ELSIF strategy = 'caller_provided' THEN
+        RAISE EXCEPTION 'template "%.%" needs an idempotency_key', namespace, name
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = 'Its identity_strategy is caller_provided.';
+    ELSIF strategy = 'strict' THEN
+        identity := tasker._strict_identity(context, initiator, source_system, reason, tags,
+                                            bypass_steps);
+    END IF;
+
+    INSERT INTO tasker.tasks (named_task_id, context, initiator, source_system, reason, tags,
+                              bypass_steps, priority, identity_hash)
+    VALUES (template_id, context, initiator, source_system, reason, tags, bypass_steps,
+            priority, identity)
+    ON CONFLICT (named_task_id, identity_hash) WHERE identity_hash IS NOT NULL DO NOTHING
+    RETURNING task_id INTO new_task_id;
+
+    IF new_task_id IS NULL THEN
+        -- a duplicate: the task that holds this identity, no new rows
+        SELECT t.task_id INTO new_task_id FROM tasker.tasks t
+         WHERE t.named_task_id = template_id AND t.identity_hash = identity;
+        RETURN new_task_id;
+    END IF;
+
+    -- steps in the template's dependency order, so a child's id is always
+    -- greater than its parents' (every writer locks steps in id order)
+    WITH created AS (
+        INSERT INTO tasker.workflow_steps
+               (task_id, named_step_id, name, current_state, handler, queue, priority,
+                retryable, max_attempts, skippable, pending_parents, transitions, completed_at,
+                children_released)
+        SELECT new_task_id, s.named_step_id, s.name,
+               CASE WHEN s.name = ANY (bypass_steps) THEN 'resolved_manually' ELSE 'pending' END,
+               s.handler, s.queue, priority, s.retryable, s.max_attempts, s.skippable,
+               (SELECT count(*) FROM tasker.named_step_edges e
+                  JOIN tasker.named_steps p ON p.named_step_id = e.from_named_step_id
+                 WHERE e.to_named_step_id = s.named_step_id AND p.name <> ALL (bypass_steps)),
+               CASE WHEN s.name = ANY (bypass_steps) THEN 1 ELSE 0 END,
+               CASE WHEN s.name = ANY (bypass_steps) THEN now() END,
+               s.name = ANY (bypass_steps)
+          FROM tasker.named_steps s
+         WHERE s.named_task_id = template_id
+         ORDER BY s.position
+        RETURNING workflow_step_id, named_step_id, current_state, pending_parents, handler, queue
+    ), bypassed AS (
+        INSERT INTO tasker.workflow_step_transitions
+               (task_id, workflow_step_id, from_state, to_state, sort_key, metadata)
+        SELECT new_task_id, workflow_step_id, 'pending', 'resolved_manually', 1,
+               '{"bypassed": true}'::jsonb
+          FROM created WHERE current_state = 'resolved_manually'
+    )
+    SELECT count(*),
+           count(*) FILTER (WHERE current_state = 'pending'),
+           array_agg(DISTINCT queue) FILTER (WHERE handler IS NULL AND current_state = 'pending'
+                                                 AND pending_parents = 0),
+           coalesce(bool_or(handler IS NOT NULL AND current_state = 'pending'
+                            AND pending_parents = 0), false),
+           jsonb_object_agg(named_step_id::text, workflow_step_id)
+      INTO step_count, pending_count, ready_queues, ready_sql, step_map
+      FROM created;
+
+    -- the edges, each end looked up in the map of the steps just created:
+    -- no join with them (they have no statistics yet, and a plan made while
+    -- the table was empty would scan it, once per task)
+    INSERT INTO tasker.workflow_step_edges (task_id, from_step_id, to_step_id)
+    SELECT new_task_id, (step_map ->> e.from_named_step_id::text)::bigint,
+           (step_map ->> e.to_named_step_id::text)::bigint
+      FROM tasker.named_step_edges e
+     WHERE e.named_task_id = template_id;
+
+    -- no steps, or every one bypassed: complete at once
+    IF pending_count = 0 THEN
+        PERFORM tasker._finalize_task(new_task_id);
+    END IF;
+    PERFORM tasker._signal_ready(ready_queues, ready_sql);
+    RETURN new_task_id;
+END $$;
+COMMENT ON FUNCTION tasker.create_task(text, text, text, jsonb, text, text, text, text[], text[], integer, text) IS
+    'Creates a task of a template (newest version by default) with its steps and edges; returns its id, or the existing one for a duplicate identity.';
+
 -- create_tasks creates one task per context, as create_task would with the
 -- same template, version, priority, idempotency key, initiator, source,
 -- reason, tags and bypassed steps (all but the contexts and keys shared by
@@ -33,7 +186,6 @@ DECLARE
     strategy text;
     ctx_schema jsonb;
     problem text;
-    unknown_steps text[];
     n integer;
     i integer;
     identities text[];
@@ -70,15 +222,7 @@ BEGIN
         RAISE EXCEPTION 'tags and bypass_steps must not contain nulls'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    SELECT array_agg(b ORDER BY b) INTO unknown_steps
-      FROM unnest(bypass_steps) b
-     WHERE NOT EXISTS (SELECT 1 FROM tasker.named_steps s
-                        WHERE s.named_task_id = template_id AND s.name = b);
-    IF unknown_steps IS NOT NULL THEN
-        RAISE EXCEPTION 'bypass_steps names unknown step "%"', unknown_steps[1]
-            USING ERRCODE = 'undefined_object',
-                  DETAIL = format('Unknown: %s.', array_to_string(unknown_steps, ', '));
-    END IF;
+    PERFORM tasker._check_bypass_steps(template_id, bypass_steps);
     IF n = 0 THEN
         RETURN '{}';
     END IF;

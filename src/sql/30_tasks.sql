@@ -45,6 +45,24 @@ CREATE FUNCTION tasker._strict_identity(context jsonb, initiator text, source_sy
         (SELECT coalesce(jsonb_agg(b ORDER BY b), '[]') FROM unnest(bypass_steps) b))::text)
 $$;
 
+-- _check_bypass_steps raises 42704 when bypass_steps names a step the
+-- template does not have (create_task and create_tasks both check here).
+CREATE FUNCTION tasker._check_bypass_steps(template_id integer, bypass_steps text[])
+    RETURNS void LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    unknown_steps text[];
+BEGIN
+    SELECT array_agg(b ORDER BY b) INTO unknown_steps
+      FROM unnest(bypass_steps) b
+     WHERE NOT EXISTS (SELECT 1 FROM tasker.named_steps s
+                        WHERE s.named_task_id = template_id AND s.name = b);
+    IF unknown_steps IS NOT NULL THEN
+        RAISE EXCEPTION 'bypass_steps names unknown step "%"', unknown_steps[1]
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = format('Unknown: %s.', array_to_string(unknown_steps, ', '));
+    END IF;
+END $$;
+
 CREATE FUNCTION tasker.create_task(
     namespace text,
     name text,
@@ -65,7 +83,6 @@ DECLARE
     strategy text;
     ctx_schema jsonb;
     problem text;
-    unknown_steps text[];
     identity text;
     new_task_id bigint;
     step_count integer;
@@ -97,15 +114,7 @@ BEGIN
             USING ERRCODE = 'check_violation';
     END IF;
 
-    SELECT array_agg(b ORDER BY b) INTO unknown_steps
-      FROM unnest(bypass_steps) b
-     WHERE NOT EXISTS (SELECT 1 FROM tasker.named_steps s
-                        WHERE s.named_task_id = template_id AND s.name = b);
-    IF unknown_steps IS NOT NULL THEN
-        RAISE EXCEPTION 'bypass_steps names unknown step "%"', unknown_steps[1]
-            USING ERRCODE = 'undefined_object',
-                  DETAIL = format('Unknown: %s.', array_to_string(unknown_steps, ', '));
-    END IF;
+    PERFORM tasker._check_bypass_steps(template_id, bypass_steps);
 
     -- identity: a caller's key always wins; strict hashes the request
     IF idempotency_key IS NOT NULL THEN
@@ -213,7 +222,6 @@ DECLARE
     strategy text;
     ctx_schema jsonb;
     problem text;
-    unknown_steps text[];
     n integer;
     i integer;
     identities text[];
@@ -250,15 +258,7 @@ BEGIN
         RAISE EXCEPTION 'tags and bypass_steps must not contain nulls'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    SELECT array_agg(b ORDER BY b) INTO unknown_steps
-      FROM unnest(bypass_steps) b
-     WHERE NOT EXISTS (SELECT 1 FROM tasker.named_steps s
-                        WHERE s.named_task_id = template_id AND s.name = b);
-    IF unknown_steps IS NOT NULL THEN
-        RAISE EXCEPTION 'bypass_steps names unknown step "%"', unknown_steps[1]
-            USING ERRCODE = 'undefined_object',
-                  DETAIL = format('Unknown: %s.', array_to_string(unknown_steps, ', '));
-    END IF;
+    PERFORM tasker._check_bypass_steps(template_id, bypass_steps);
     IF n = 0 THEN
         RETURN '{}';
     END IF;
