@@ -413,7 +413,7 @@ RecordFailure(ClaimedStep *step, ErrorData *edata)
 
 /*
  * ExtendLeaseForTimeout makes the claim's lease outlive the handler's
- * timeout, from now on.
+ * timeout (extend_lease counts from the transaction's start).
  */
 static void
 ExtendLeaseForTimeout(ClaimedStep *step)
