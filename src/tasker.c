@@ -33,7 +33,7 @@ int			tasker_max_backoff = 300;
 double		tasker_backoff_jitter = 0.1;
 int			tasker_max_executors = 8;
 int			tasker_executor_idle_timeout = 10000;
-int			tasker_executor_batch_size = 16;
+int			tasker_executor_batch_size = 32;
 int			tasker_executor_commit_window = 10;
 int			tasker_stuck_step_threshold = 300;
 bool		tasker_publish_events = false;
@@ -104,7 +104,7 @@ DefineGucs(void)
 	DefineCustomIntVariable("tasker.executor_batch_size",
 							"Most steps an executor claims at a time.",
 							"Fewer when steps are slow: as many as fit in tasker.executor_commit_window.",
-							&tasker_executor_batch_size, 16, 1, 1000,
+							&tasker_executor_batch_size, 32, 1, 1000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("tasker.executor_commit_window",
 							"Steps of one claimed batch commit together while their transaction is younger than this.",

@@ -16,7 +16,7 @@
 // expression over "workload system" labels: run only those), BENCH_WORKFLOWS
 // (the folder of the reference shapes), BENCH_OUT (where the raw results go);
 // per system: BENCH_TASKER_BATCH (executor_batch_size for the in-database
-// DAGs, 16 = tasker's default), BENCH_GW_DAG_BATCH (10: graphile-worker's DAG
+// DAGs; unset: tasker's default), BENCH_GW_DAG_BATCH (10: graphile-worker's DAG
 // runs with localQueue and batched completion; 1: without),
 // BENCH_DBOS_POLL_MS (50) and BENCH_DBOS_CONCURRENCY (0 = no limit),
 // BENCH_PGBENCH_SECONDS (10).
@@ -170,7 +170,10 @@ async function dbosInit() {
 // ---------------------------------------------------------------- tasker
 async function taskerSet(settings) {
   const c = await client('bench_tasker');
-  for (const [k, v] of Object.entries(settings)) await c.query(`ALTER SYSTEM SET tasker.${k} = '${v}'`);
+  // (null: back to tasker's default)
+  for (const [k, v] of Object.entries(settings)) {
+    await c.query(v === null ? `ALTER SYSTEM RESET tasker.${k}` : `ALTER SYSTEM SET tasker.${k} = '${v}'`);
+  }
   await c.query('SELECT pg_reload_conf()');
   await c.end();
   await sleep(300);
@@ -272,7 +275,7 @@ async function taskerDag(set, mode) {
   const shapesList = dagSets()[set];
   const total = DAGS * shapesList.reduce((a, s) => a + s.steps.length, 0);
   await taskerReset();
-  if (mode === 'sql') await taskerSet({ enabled: 'on', max_executors: W, min_concurrent_steps: W, max_concurrent_steps: W, executor_batch_size: Number(env.BENCH_TASKER_BATCH || 16) });
+  if (mode === 'sql') await taskerSet({ enabled: 'on', max_executors: W, min_concurrent_steps: W, max_concurrent_steps: W, executor_batch_size: env.BENCH_TASKER_BATCH ? Number(env.BENCH_TASKER_BATCH) : null });
   const cs = mode === 'ext' ? await clients('bench_tasker', W) : [];
   const st = mode === 'ext' ? taskerWorkers(cs, 'dag', 10, total, { listen: true }) : null;
   await sleep(200);
@@ -306,7 +309,7 @@ async function taskerLatency(mode, shape) {
   const starts = new Map();   // task_id -> [t of step 1..n]
   let cs = [], st = null;
   if (mode === 'sql') {
-    await taskerSet({ enabled: 'on', max_executors: W, min_concurrent_steps: W, max_concurrent_steps: W, executor_batch_size: 16 });
+    await taskerSet({ enabled: 'on', max_executors: W, min_concurrent_steps: W, max_concurrent_steps: W, executor_batch_size: null });
   } else {
     cs = await clients('bench_tasker', W);
     st = taskerWorkers(cs, 'lat', 1, trials * steps, { listen: true, onStep: (r, t) => {
