@@ -1029,6 +1029,8 @@ TaskerExecutorMain(Datum main_arg)
 			if (idle_ms >= tasker_executor_idle_timeout)
 				proc_exit(0);
 			pgstat_report_stat(true);
+			/* (pg_stat_activity would show it "claiming" while it waits) */
+			pgstat_report_activity(STATE_IDLE, NULL);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 tasker_executor_idle_timeout - idle_ms, PG_WAIT_EXTENSION);
 			continue;

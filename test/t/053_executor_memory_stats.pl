@@ -90,6 +90,11 @@ ok( $node->poll_query_until('postgres', q{
 is($node->safe_psql('postgres',
 	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'tasker executor'}),
 	$pid, 'while it still runs');
+# waiting for work, it says so (it showed "active", claiming)
+ok( $node->poll_query_until('postgres', q{
+	SELECT state = 'idle' AND wait_event_type = 'Extension'
+	  FROM pg_stat_activity WHERE backend_type = 'tasker executor'}),
+	'an executor waiting for work shows as idle in pg_stat_activity');
 
 $node->stop;
 done_testing();
