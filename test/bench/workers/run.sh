@@ -14,7 +14,8 @@
 # create_task to complete, both counted from the commit of the transaction
 # that created the tasks (no step can start before it; how long that
 # transaction took is printed on its own).  BENCH_COMMIT_WINDOW (default 10ms) sets
-# tasker.executor_commit_window (0: a transaction per in-database step).
+# tasker.executor_commit_window (0: a transaction per in-database step),
+# BENCH_EXECUTOR_BATCH (default: tasker's) tasker.executor_batch_size.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../../.." && pwd)
@@ -60,6 +61,9 @@ tasker.poll_interval = 1s
 tasker.executor_idle_timeout = 60s
 tasker.executor_commit_window = ${BENCH_COMMIT_WINDOW:-10ms}
 CONF
+if [ -n "${BENCH_EXECUTOR_BATCH:-}" ]; then
+    echo "tasker.executor_batch_size = $BENCH_EXECUTOR_BATCH" >> "$work/data/postgresql.conf"
+fi
 as_pg "$bindir/pg_ctl" -D "$work/data" -l "$work/server.log" -w start >/dev/null
 export PGHOST=$work PGPORT=$port PGUSER=postgres PGDATABASE=postgres
 psql() { as_pg env PGHOST="$PGHOST" PGPORT="$PGPORT" "$bindir/psql" -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
@@ -145,6 +149,7 @@ steps_total=0
 echo "tasker in-database vs external steps: $(nproc) cores, PostgreSQL $("$bindir/postgres" -V | awk '{ print $3 }'), fsync on"
 echo "$tasks tasks of the five reference shapes per run (mix 30/25/20/15/10), created in one transaction, no-op steps, median (min–max) of $repeat runs"
 echo "steps/s and task latency count from the creation's commit; creation ms: the creating transaction (in-db runs)"
+echo "tasker.executor_batch_size = $(psql -c 'SHOW tasker.executor_batch_size'), executor_commit_window = $(psql -c 'SHOW tasker.executor_commit_window')"
 echo
 printf '| %-9s | %-28s | %-24s | %-28s | %-24s | %-6s | %-16s |\n' workers "in-db steps/s" "in-db task ms (median)" "external steps/s" "external task ms" ratio "creation ms"
 printf '|%s|%s|%s|%s|%s|%s|%s|\n' ----------- ------------------------------ -------------------------- ------------------------------ -------------------------- -------- ------------------
