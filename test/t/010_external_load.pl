@@ -23,6 +23,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
+use TaskerChecks;
+
 my $tasks = 2000;
 my $fans = 600;
 my $all_tasks = $tasks + $fans;
@@ -194,24 +196,9 @@ is( $node->safe_psql('postgres', q{
 	'each step got its parents as dependencies');
 
 # The transition logs agree with the final states.
-foreach my $log (
-	[ 'step', 'tasker.workflow_step_transitions', 'tasker.workflow_steps', 'task_id, workflow_step_id' ],
-	[ 'task', 'tasker.task_transitions', 'tasker.tasks', 'task_id' ])
+foreach my $what ('step', 'task')
 {
-	my ($what, $transitions, $rows, $key) = @$log;
-	is( $node->safe_psql('postgres', qq{
-		WITH ordered AS (
-		    SELECT $key, sort_key, from_state, to_state,
-		           lag(to_state) OVER w AS previous_to_state,
-		           row_number() OVER w AS position,
-		           count(*) OVER (PARTITION BY $key) AS n,
-		           last_value(to_state) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS last_to_state
-		      FROM $transitions WINDOW w AS (PARTITION BY $key ORDER BY sort_key))
-		SELECT count(*) FROM $rows r JOIN ordered o USING ($key)
-		 WHERE o.sort_key <> o.position                  -- 1..n, no gaps, no repeats
-		    OR o.n <> r.transitions                      -- the row counts its transitions
-		    OR o.last_to_state <> r.current_state        -- the log ends in the current state
-		    OR o.from_state IS DISTINCT FROM coalesce(o.previous_to_state, 'pending')}),
+	is(transition_log_disagreements($node, 'postgres', $what),
 		'0', "the $what transition log agrees with the final $what states");
 }
 

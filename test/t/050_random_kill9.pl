@@ -35,6 +35,8 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+
+use TaskerChecks;
 use Time::HiRes qw(sleep time);
 
 my $seed = $ENV{TASKER_CHAOS_SEED} // 5042;
@@ -285,25 +287,9 @@ is( $node->safe_psql('postgres', q{
 	'0', 'no step left in progress, backing off or leased');
 
 # The transition logs agree with the final states.
-foreach my $log (
-	[ 'step', 'tasker.workflow_step_transitions', 'tasker.workflow_steps', 'task_id, workflow_step_id' ],
-	[ 'task', 'tasker.task_transitions', 'tasker.tasks', 'task_id' ])
+foreach my $what ('step', 'task')
 {
-	my ($what, $transitions, $rows, $key) = @$log;
-	is( $node->safe_psql('postgres', qq{
-		WITH ordered AS (
-		    SELECT $key, sort_key, from_state, to_state,
-		           lag(to_state) OVER w AS previous_to_state,
-		           row_number() OVER w AS position,
-		           count(*) OVER (PARTITION BY $key) AS n,
-		           last_value(to_state) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS last_to_state
-		      FROM $transitions WINDOW w AS (PARTITION BY $key ORDER BY sort_key))
-		SELECT count(*) FROM $rows r LEFT JOIN ordered o USING ($key)
-		 WHERE CASE WHEN o.sort_key IS NULL THEN r.transitions <> 0   -- never moved
-		            ELSE o.sort_key <> o.position                     -- 1..n, no gaps
-		              OR o.n <> r.transitions                         -- the row counts them
-		              OR o.last_to_state <> r.current_state           -- ends in the current state
-		              OR o.from_state IS DISTINCT FROM coalesce(o.previous_to_state, 'pending') END}),
+	is(transition_log_disagreements($node, 'postgres', $what),
 		'0', "the $what transition log agrees with the final $what states");
 }
 

@@ -35,6 +35,8 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+
+use TaskerChecks;
 use Time::HiRes qw(sleep time);
 
 my $node = PostgreSQL::Test::Cluster->new('dump_restore');
@@ -241,22 +243,9 @@ is( $node->safe_psql('copy', q{
 	   AND s.name IN ('a', 'c')}),
 	'', 'copy: what completed in origin did not run again');
 
-foreach my $log (
-	[ 'step', 'tasker.workflow_step_transitions', 'tasker.workflow_steps', 'task_id, workflow_step_id' ],
-	[ 'task', 'tasker.task_transitions', 'tasker.tasks', 'task_id' ])
+foreach my $what ('step', 'task')
 {
-	my ($what, $transitions, $rows, $key) = @$log;
-	is( $node->safe_psql('copy', qq{
-		WITH ordered AS (
-		    SELECT $key, sort_key, from_state, to_state,
-		           lag(to_state) OVER w AS previous_to_state,
-		           row_number() OVER w AS position,
-		           count(*) OVER (PARTITION BY $key) AS n,
-		           last_value(to_state) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS last_to_state
-		      FROM $transitions WINDOW w AS (PARTITION BY $key ORDER BY sort_key))
-		SELECT count(*) FROM $rows r JOIN ordered o USING ($key)
-		 WHERE o.sort_key <> o.position OR o.n <> r.transitions OR o.last_to_state <> r.current_state
-		    OR o.from_state IS DISTINCT FROM coalesce(o.previous_to_state, 'pending')}),
+	is(transition_log_disagreements($node, 'copy', $what),
 		'0', "copy: the $what transition log agrees with the final $what states");
 }
 is($node->safe_psql('copy', $counts_from_counters), $node->safe_psql('copy', $counts_from_rows),
