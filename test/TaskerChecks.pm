@@ -7,7 +7,7 @@ use strict;
 use warnings;
 
 use Exporter 'import';
-our @EXPORT = qw(transition_log_disagreements);
+our @EXPORT = qw(transition_log_disagreements state_counts_from_counters state_counts_from_rows);
 
 my %logs = (
 	step => [ 'tasker.workflow_step_transitions', 'tasker.workflow_steps', 'task_id, workflow_step_id' ],
@@ -38,6 +38,40 @@ sub transition_log_disagreements
 		              OR o.n <> r.transitions                         -- the row counts them
 		              OR o.last_to_state <> r.current_state           -- ends in the current state
 		              OR o.from_state IS DISTINCT FROM coalesce(o.previous_to_state, 'pending') END});
+}
+
+# state_counts_from_counters($node, $dbname) is what the maintained state
+# counters say (system_health_counts), state_counts_from_rows($node,
+# $dbname) the same figures counted from the rows: equal strings when the
+# counters are right.
+sub state_counts_from_counters
+{
+	my ($node, $dbname) = @_;
+	return $node->safe_psql($dbname, q{
+		SELECT concat_ws(' ', h.pending_tasks, h.in_progress_tasks, h.complete_tasks, h.error_tasks,
+		                 h.pending_steps, h.in_progress_steps, h.retryable_error_steps,
+		                 h.complete_steps, h.error_steps, h.exhausted_retry_steps)
+		  FROM tasker.system_health_counts() h});
+}
+
+sub state_counts_from_rows
+{
+	my ($node, $dbname) = @_;
+	return $node->safe_psql($dbname, q{
+		SELECT concat_ws(' ', t.pending, t.in_progress, t.complete, t.error,
+		                 s.pending, s.in_progress, s.waiting, s.complete, s.error, s.exhausted)
+		  FROM (SELECT count(*) FILTER (WHERE current_state = 'pending') AS pending,
+		               count(*) FILTER (WHERE current_state = 'in_progress') AS in_progress,
+		               count(*) FILTER (WHERE current_state = 'complete') AS complete,
+		               count(*) FILTER (WHERE current_state = 'error') AS error
+		          FROM tasker.tasks) t,
+		       (SELECT count(*) FILTER (WHERE current_state = 'pending') AS pending,
+		               count(*) FILTER (WHERE current_state = 'in_progress') AS in_progress,
+		               count(*) FILTER (WHERE current_state = 'waiting_for_retry') AS waiting,
+		               count(*) FILTER (WHERE current_state = 'complete') AS complete,
+		               count(*) FILTER (WHERE current_state = 'error') AS error,
+		               count(*) FILTER (WHERE current_state = 'error' AND attempts >= max_attempts) AS exhausted
+		          FROM tasker.workflow_steps) s});
 }
 
 1;

@@ -294,26 +294,7 @@ foreach my $what ('step', 'task')
 }
 
 # The maintained counters survived the crashes.
-is( $node->safe_psql('postgres', q{
-	SELECT concat_ws(' ', h.pending_tasks, h.in_progress_tasks, h.complete_tasks, h.error_tasks,
-	                 h.pending_steps, h.in_progress_steps, h.retryable_error_steps,
-	                 h.complete_steps, h.error_steps, h.exhausted_retry_steps)
-	  FROM tasker.system_health_counts() h}),
-	$node->safe_psql('postgres', q{
-	SELECT concat_ws(' ', t.pending, t.in_progress, t.complete, t.error,
-	                 s.pending, s.in_progress, s.waiting, s.complete, s.error, s.exhausted)
-	  FROM (SELECT count(*) FILTER (WHERE current_state = 'pending') AS pending,
-	               count(*) FILTER (WHERE current_state = 'in_progress') AS in_progress,
-	               count(*) FILTER (WHERE current_state = 'complete') AS complete,
-	               count(*) FILTER (WHERE current_state = 'error') AS error
-	          FROM tasker.tasks) t,
-	       (SELECT count(*) FILTER (WHERE current_state = 'pending') AS pending,
-	               count(*) FILTER (WHERE current_state = 'in_progress') AS in_progress,
-	               count(*) FILTER (WHERE current_state = 'waiting_for_retry') AS waiting,
-	               count(*) FILTER (WHERE current_state = 'complete') AS complete,
-	               count(*) FILTER (WHERE current_state = 'error') AS error,
-	               count(*) FILTER (WHERE current_state = 'error' AND attempts >= max_attempts) AS exhausted
-	          FROM tasker.workflow_steps) s}),
+is(state_counts_from_counters($node, 'postgres'), state_counts_from_rows($node, 'postgres'),
 	'the state counters agree with a count of the rows');
 
 SKIP:

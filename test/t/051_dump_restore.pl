@@ -161,27 +161,7 @@ is($err, '', 'without an error or a warning');
 
 is($node->safe_psql('copy', $fingerprint), $origin_fingerprint,
 	'the copy holds the same templates, tasks, steps, edges, transitions and side effects');
-my $counts_from_counters = q{
-	SELECT concat_ws(' ', h.pending_tasks, h.in_progress_tasks, h.complete_tasks, h.error_tasks,
-	                 h.pending_steps, h.in_progress_steps, h.retryable_error_steps,
-	                 h.complete_steps, h.error_steps, h.exhausted_retry_steps)
-	  FROM tasker.system_health_counts() h};
-my $counts_from_rows = q{
-	SELECT concat_ws(' ', t.pending, t.in_progress, t.complete, t.error,
-	                 s.pending, s.in_progress, s.waiting, s.complete, s.error, s.exhausted)
-	  FROM (SELECT count(*) FILTER (WHERE current_state = 'pending') AS pending,
-	               count(*) FILTER (WHERE current_state = 'in_progress') AS in_progress,
-	               count(*) FILTER (WHERE current_state = 'complete') AS complete,
-	               count(*) FILTER (WHERE current_state = 'error') AS error
-	          FROM tasker.tasks) t,
-	       (SELECT count(*) FILTER (WHERE current_state = 'pending') AS pending,
-	               count(*) FILTER (WHERE current_state = 'in_progress') AS in_progress,
-	               count(*) FILTER (WHERE current_state = 'waiting_for_retry') AS waiting,
-	               count(*) FILTER (WHERE current_state = 'complete') AS complete,
-	               count(*) FILTER (WHERE current_state = 'error') AS error,
-	               count(*) FILTER (WHERE current_state = 'error' AND attempts >= max_attempts) AS exhausted
-	          FROM tasker.workflow_steps) s};
-is($node->safe_psql('copy', $counts_from_counters), $node->safe_psql('copy', $counts_from_rows),
+is(state_counts_from_counters($node, 'copy'), state_counts_from_rows($node, 'copy'),
 	'the copy\'s state counters agree with a count of its rows');
 
 # Resume, with an external worker on the copy's queue.
@@ -248,7 +228,7 @@ foreach my $what ('step', 'task')
 	is(transition_log_disagreements($node, 'copy', $what),
 		'0', "copy: the $what transition log agrees with the final $what states");
 }
-is($node->safe_psql('copy', $counts_from_counters), $node->safe_psql('copy', $counts_from_rows),
+is(state_counts_from_counters($node, 'copy'), state_counts_from_rows($node, 'copy'),
 	'copy: the state counters agree with a count of the rows at the end');
 
 SKIP:
